@@ -1,0 +1,133 @@
+"""The KPI book: counters per (agent or shop, period), and the KPIs read out of them.
+
+Facts go in (any order: they are sums); `kpis()` turns counters into the KPI
+values of SPEC §3, with `None` wherever a ratio or mean has no data.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .facts import NOT_ROLLED_UP_TO_MONTH, NOT_ROLLED_UP_TO_SHOP, Fact
+from .kpi_names import KPIS
+from .params import US
+
+SHOP = None
+
+
+class KpiBook:
+    """Counters per (who, period); who is an agent id or SHOP (None)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str | None, str], defaultdict[str, int]] = {}
+
+    def _bucket(self, who: str | None, period: str) -> defaultdict[str, int]:
+        b = self.counters.get((who, period))
+        if b is None:
+            b = self.counters[(who, period)] = defaultdict(int)
+        return b
+
+    def add(self, fact: Fact) -> None:
+        """Count one fact in its period, its month, and the shop, as facts.py lays down."""
+        who, period, name, delta = fact
+        bucket = self._bucket
+        bucket(who, period)[name] += delta
+        to_month = len(period) == 10 and name not in NOT_ROLLED_UP_TO_MONTH
+        if to_month:
+            bucket(who, period[:7])[name] += delta
+        if who is not None and name not in NOT_ROLLED_UP_TO_SHOP:
+            bucket(SHOP, period)[name] += delta
+            if to_month:
+                bucket(SHOP, period[:7])[name] += delta
+
+    def add_all(self, facts) -> None:
+        for fact in facts:
+            self.add(fact)
+
+    def agents(self, period: str) -> list[str]:
+        """Agents with any counter in `period`, sorted."""
+        return sorted(w for (w, p) in self.counters if p == period and w is not None)
+
+    def periods(self) -> list[str]:
+        return sorted({p for (_, p) in self.counters})
+
+    def counts(self, who: str | None, period: str) -> dict[str, int]:
+        return dict(self.counters.get((who, period), {}))
+
+    def kpis(self, who: str | None, period: str) -> dict[str, float | int | None]:
+        """Every KPI of SPEC §3 for `who` in `period`."""
+        return kpis_from_counts(self.counters.get((who, period), {}))
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _mean(total: float, n: int, scale: float = 1, digits: int | None = None) -> float | None:
+    if not n:
+        return None
+    value = total / n / scale
+    return round(value, digits) if digits is not None else value
+
+
+def kpis_from_counts(c) -> dict[str, float | int | None]:
+    """KPI values from one bucket of counters (SPEC §3 formulas, in one place)."""
+    g = c.get if hasattr(c, "get") else c.__getitem__
+    n = lambda k: g(k, 0)  # noqa: E731
+    responses, served, inquiries = n("responses"), n("served_customers"), n("inquiries")
+    orders, paid_orders, paying = n("orders"), n("paid_orders"), n("paying_customers")
+    out = {
+        "responses": responses,
+        # times are shown to the millisecond, money to the fen
+        "avg_response_time_s": _mean(n("response_time_us"), responses, US, 3),
+        "first_response_time_s": _mean(n("first_response_time_us"), n("first_responses"), US, 3),
+        "slow_responses": n("slow_responses"),
+        "response_within_3min_rate": _ratio(n("responses_within_3min"), responses),
+        "unanswered": n("unanswered"),
+        "served_customers": served,
+        "inquiries": inquiries,
+        "converted_inquiries": n("converted_inquiries"),
+        "lost_inquiries": n("lost_inquiries"),
+        "inquiry_conversion_rate": _ratio(n("converted_inquiries"), inquiries),
+        "churn_rate": _ratio(n("lost_inquiries"), inquiries),
+        "orders": orders,
+        "order_amount": n("order_amount_fen") / 100,
+        "paid_orders": paid_orders,
+        "payment_ratio": _ratio(paid_orders, orders),
+        "paid_amount": n("paid_amount_fen") / 100,
+        "paying_customers": paying,
+        "avg_order_value": _mean(n("paid_amount_fen"), paying, 100, 2),
+        "refunded_orders": n("refunded_orders"),
+        "refund_ratio": _ratio(n("refunded_orders"), paid_orders),
+        "abnormal_orders": n("abnormal_orders"),
+        "abnormal_order_ratio": _ratio(n("abnormal_orders"), orders),
+        "valid_orders": n("valid_orders"),
+        "valid_order_ratio": _ratio(n("valid_orders"), orders),
+        "complaints": n("complaints"),
+        "complaint_ratio": _ratio(n("complaints"), served),
+        "csat": _mean(n("rating_sum"), n("ratings")),
+        "qa_score": _mean(n("qa_milli"), n("qa_checks"), 1000),
+        "report_timeliness": _ratio(n("reports_on_time"), n("reports_submitted")),
+        "report_truthfulness": _ratio(n("reports_truthful"), n("reports_audited")),
+        "report_quality": _mean(n("report_quality_milli"), n("reports_audited"), 1000),
+    }
+    assert out.keys() == KPIS.keys()
+    return out
+
+
+def goal_progress(kpi: str, value: float | int | None, target: float) -> dict:
+    """How far `value` is toward `target`: `met` and `progress` (1.0 = met exactly).
+
+    For a KPI where lower is better (response time, churn, refunds, complaints…)
+    progress is target / value, so halving the distance still reads as progress.
+    """
+    if value is None:
+        return {"target": target, "value": None, "progress": None, "met": None}
+    better = KPIS[kpi][1]
+    if better == "up":
+        met = value >= target
+        progress = value / target if target else (1.0 if met else 0.0)
+    else:
+        met = value <= target
+        progress = target / value if value else 1.0
+    return {"target": target, "value": value, "progress": round(progress, 4), "met": met}

@@ -1,0 +1,344 @@
+"""Per-customer state: waits, replies, inquiries and orders (SPEC §3.1, §3.2, §3.3).
+
+Everything here is keyed by customer, so under Kafka it lives in the partition
+of the customer's key.  `CustomerLedger.apply` takes the events of the chat,
+orders and feedback topics in event-time order and returns the facts they
+imply; `advance` fires what time alone decides (an unanswered wait, the end of
+an inquiry's window) and forgets customers with nothing left open.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from .events import (Complaint, Event, Message, OrderCancelled, OrderCreated, OrderFlagged, OrderPaid,
+                     OrderRefunded)
+from .facts import Fact
+from .params import US, Params
+from .shopclock import ShopClock
+
+WITHIN_3MIN_US = 180 * US
+_NOT_MARKED = "\0"  # a wait not (yet) counted as unanswered; None means "counted for the shop alone"
+
+
+def fen(amount: float) -> int:
+    """CNY as integer fen, so that sums of money are exact."""
+    return round(amount * 100)
+
+
+@dataclass(slots=True)
+class Wait:
+    opened: int          # ts of the customer message that opened it
+    start: int           # effective start (next service-hours opening when opened outside)
+    day: str             # day of the effective start: where an unanswered wait counts
+    unanswered_who: str | None = _NOT_MARKED
+
+
+@dataclass(slots=True)
+class Conversation:
+    wait: Wait | None = None
+    last_human: str | None = None
+    first_reply_days: set[str] = field(default_factory=set)
+    touched: int = 0
+
+
+@dataclass(slots=True)
+class Inquiry:
+    agent: str
+    day: str
+    first_reply: int
+    end: int             # end of the following day: the conversion window closes
+    counted: bool        # False while it is an after-sales reception
+    orders: set[str] = field(default_factory=set)  # credited orders created in the window
+    converted: bool = False
+
+
+@dataclass(slots=True)
+class Order:
+    created: bool = False
+    agent: str | None = None
+    day: str = ""
+    created_ts: int = 0
+    amount: int = 0
+    paid_ts: int | None = None
+    paid: int = 0
+    refunded: int = 0
+    has_refund: bool = False
+    cancelled: bool = False
+    flagged: bool = False
+    seen_ts: int = 0
+
+    def indicators(self) -> tuple[bool, bool, bool, bool]:
+        """(paid, refunded, abnormal, valid) as SPEC §3.2 defines them."""
+        if not self.created:
+            return False, False, False, False
+        paid = self.paid_ts is not None
+        return (paid, paid and self.has_refund, self.flagged,
+                paid and not self.cancelled and not self.flagged and self.refunded < self.paid)
+
+
+_INDICATORS = ("paid_orders", "refunded_orders", "abnormal_orders", "valid_orders")
+
+
+@dataclass(slots=True)
+class Customer:
+    last_reply_agent: str | None = None
+    last_reply_ts: int = 0
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    served: dict[str, set[str]] = field(default_factory=dict)   # day -> agents who gave a human reply
+    inquiries: list[Inquiry] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    paying: set[tuple[str | None, str]] = field(default_factory=set)  # (who, period) already counted
+    touched: int = 0
+
+    def credit(self, ts: int, lookback: int) -> str | None:
+        """The agent of the most recent human reply within the look-back, if any."""
+        if self.last_reply_agent is not None and ts - lookback <= self.last_reply_ts <= ts:
+            return self.last_reply_agent
+        return None
+
+
+class CustomerLedger:
+    """Per-customer state machine; pure, with time passed in."""
+
+    def __init__(self, params: Params, clock: ShopClock | None = None) -> None:
+        self.params = params
+        self.clock = clock or ShopClock(params)
+        self.customers: dict[str, Customer] = {}
+        # (due, seq, kind, customer_id, key); a timer fires once time reaches `due`.
+        self.timers: list[tuple[int, int, str, str, tuple]] = []
+        self._seq = 0
+        self._swept_day = ""
+        p = params
+        self.lookback = round(p.attribution_hours * 3600 * US)
+        self.after_sales = round(p.after_sales_days * 86400 * US)
+        self.slow = round(p.slow_response_s * US)
+        self.unanswered_after = round(p.unanswered_after_s * US)
+        self.order_retention = round(p.order_retention_days * 86400 * US)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["clock"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.clock = ShopClock(self.params)
+
+    # -- events ---------------------------------------------------------------
+
+    def apply(self, event: Event, ts: int) -> list[Fact]:
+        """Apply one chat, order or complaint event at time `ts` (µs); return its facts."""
+        cust = self.customers.get(event.customer_id)
+        if cust is None:
+            cust = self.customers[event.customer_id] = Customer()
+        cust.touched = max(cust.touched, ts)
+        out: list[Fact] = []
+        if type(event) is Message:
+            self._message(event, ts, cust, out)
+        elif type(event) is Complaint:
+            who = event.agent_id or cust.credit(ts, self.lookback)
+            out.append(Fact(who, self.clock.day(ts), "complaints", 1))
+        else:
+            self._order_event(event, ts, cust, out)
+        return out
+
+    def _message(self, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
+        conv = cust.conversations.get(m.conversation_id)
+        if conv is None:
+            conv = cust.conversations[m.conversation_id] = Conversation()
+        conv.touched = ts
+        if m.sender == "customer":
+            if conv.wait is None:
+                start = self.clock.effective_start(ts)
+                conv.wait = Wait(ts, start, self.clock.day(start))
+                # "not answered within" the limit: a reply exactly at the limit is in time,
+                # so the timer is due one µs after it.
+                self._timer(start + self.unanswered_after + 1, "wait", m.customer_id, (m.conversation_id, ts))
+            return
+        if m.sender != "agent" or m.auto_reply:
+            return  # bots and canned replies leave the wait open
+        agent, day = m.agent_id, self.clock.day(ts)
+        conv.last_human = agent
+        cust.last_reply_agent, cust.last_reply_ts = agent, ts
+        served = cust.served.get(day)
+        if served is None:
+            served = cust.served[day] = set()
+            out.append(Fact(None, day, "served_customers", 1))
+        if agent not in served:
+            served.add(agent)
+            out.append(Fact(agent, day, "served_customers", 1))
+            self._open_inquiry(m.customer_id, cust, agent, day, ts, out)
+        wait = conv.wait
+        if wait is None:
+            return
+        conv.wait = None
+        rt = max(0, ts - wait.start)
+        out.append(Fact(agent, day, "responses", 1))
+        out.append(Fact(agent, day, "response_time_us", rt))
+        if rt > self.slow:
+            out.append(Fact(agent, day, "slow_responses", 1))
+        if rt <= WITHIN_3MIN_US:
+            out.append(Fact(agent, day, "responses_within_3min", 1))
+        if day not in conv.first_reply_days:
+            conv.first_reply_days.add(day)
+            out.append(Fact(agent, day, "first_responses", 1))
+            out.append(Fact(agent, day, "first_response_time_us", rt))
+        if wait.unanswered_who != _NOT_MARKED:
+            if wait.unanswered_who != agent:  # the provisional credit moves to who answered
+                out.append(Fact(wait.unanswered_who, wait.day, "unanswered", -1))
+                out.append(Fact(agent, wait.day, "unanswered", 1))
+        elif rt > self.unanswered_after:
+            out.append(Fact(agent, wait.day, "unanswered", 1))
+
+    def _open_inquiry(self, cid: str, cust: Customer, agent: str, day: str, ts: int, out: list[Fact]) -> None:
+        after_sales = any(
+            o.paid_ts is not None and ts - self.after_sales <= o.paid_ts <= ts and o.refunded < o.paid
+            for o in cust.orders.values()
+        )
+        inq = Inquiry(agent, day, ts, self.clock.end_of_next_day(ts), counted=not after_sales)
+        cust.inquiries.append(inq)
+        if inq.counted:
+            out.append(Fact(agent, day, "inquiries", 1))
+        self._timer(inq.end, "inquiry", cid, (agent, day))
+
+    def _order_event(self, e: Event, ts: int, cust: Customer, out: list[Fact]) -> None:
+        order = cust.orders.get(e.order_id)
+        if order is None:
+            order = cust.orders[e.order_id] = Order(seen_ts=ts)
+        before = order.indicators()
+        kind = type(e)
+        if kind is OrderCreated:
+            if order.created:
+                return  # a second creation of one order (another event_id) changes nothing
+            order.created, order.created_ts, order.day, order.amount = True, ts, self.clock.day(ts), fen(e.amount)
+            order.agent = e.agent_id or cust.credit(ts, self.lookback)
+            out.append(Fact(order.agent, order.day, "orders", 1))
+            out.append(Fact(order.agent, order.day, "order_amount_fen", order.amount))
+            if order.agent is not None:
+                for inq in cust.inquiries:
+                    if inq.agent == order.agent and inq.first_reply <= ts < inq.end:
+                        inq.orders.add(e.order_id)
+                        if not inq.counted:  # an after-sales reception that sold: an inquiry after all
+                            inq.counted = True
+                            out.append(Fact(order.agent, inq.day, "inquiries", 1))
+            if order.paid:  # payments read before the order (beyond the allowed lateness)
+                out.append(Fact(order.agent, order.day, "paid_amount_fen", order.paid))
+        elif kind is OrderPaid:
+            order.paid += fen(e.amount)
+            if order.paid_ts is None or ts < order.paid_ts:
+                order.paid_ts = ts
+            if order.created:
+                out.append(Fact(order.agent, order.day, "paid_amount_fen", fen(e.amount)))
+        elif kind is OrderRefunded:
+            order.refunded += fen(e.amount)
+            order.has_refund = True
+        elif kind is OrderCancelled:
+            order.cancelled = True
+        elif kind is OrderFlagged:
+            order.flagged = True
+        after = order.indicators()
+        for name, was, now in zip(_INDICATORS, before, after):
+            if was != now:
+                out.append(Fact(order.agent, order.day, name, 1 if now else -1))
+        if after[0] and not before[0]:
+            self._paid(e.order_id, order, cust, out)
+
+    def _paid(self, order_id: str, order: Order, cust: Customer, out: list[Fact]) -> None:
+        month = order.day[:7]
+        whos = (None,) if order.agent is None else (None, order.agent)
+        for who in whos:
+            for period in (order.day, month):
+                if (who, period) not in cust.paying:
+                    cust.paying.add((who, period))
+                    out.append(Fact(who, period, "paying_customers", 1))
+        if order.agent is None:
+            return
+        for inq in cust.inquiries:
+            if not inq.converted and order_id in inq.orders and order.paid_ts < inq.end:
+                inq.converted = True
+                out.append(Fact(inq.agent, inq.day, "converted_inquiries", 1))
+
+    # -- time -----------------------------------------------------------------
+
+    def _timer(self, due: int, kind: str, cid: str, key: tuple) -> None:
+        self._seq += 1
+        heapq.heappush(self.timers, (due, self._seq, kind, cid, key))
+
+    def next_due(self) -> int | None:
+        return self.timers[0][0] if self.timers else None
+
+    def advance(self, now: int) -> list[Fact]:
+        """Fire every timer due at or before `now` (µs) and return the facts that follow."""
+        out: list[Fact] = []
+        timers = self.timers
+        while timers:
+            due, _, kind, cid, key = timers[0]
+            if due > now:
+                break
+            heapq.heappop(timers)
+            cust = self.customers.get(cid)
+            if cust is None:
+                continue
+            if kind == "wait":
+                self._wait_expired(cust, key, out)
+            else:
+                self._inquiry_ended(cust, key, out)
+        day = self.clock.day(now)
+        if day != self._swept_day:
+            self._swept_day = day
+            self._sweep(now)
+        return out
+
+    def _wait_expired(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
+        conv = cust.conversations.get(key[0])
+        wait = conv.wait if conv else None
+        # A wait not answered within `unanswered_after_s`: counted now, provisionally
+        # to the conversation's last human replier; whoever answers later takes it over.
+        if wait is not None and wait.opened == key[1] and wait.unanswered_who == _NOT_MARKED:
+            wait.unanswered_who = conv.last_human
+            out.append(Fact(conv.last_human, wait.day, "unanswered", 1))
+
+    def _inquiry_ended(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
+        agent, day = key
+        keep = []
+        for inq in cust.inquiries:
+            if inq.agent == agent and inq.day == day:
+                if inq.counted and not inq.orders:
+                    out.append(Fact(agent, day, "lost_inquiries", 1))
+            else:
+                keep.append(inq)
+        cust.inquiries = keep
+
+    def _sweep(self, now: int) -> None:
+        """Forget what no future event can need, so memory follows open windows, not history."""
+        two_days = 2 * 86400 * US
+        retention = self.order_retention
+        today = self.clock.day(now)
+        yesterday = self.clock.day(now - 86400 * US)
+        prev_month = _previous_month(today[:7])
+        gone = []
+        for cid, cust in self.customers.items():
+            cust.orders = {k: o for k, o in cust.orders.items()
+                           if now - (o.created_ts if o.created else o.seen_ts) <= retention}
+            cust.conversations = {k: c for k, c in cust.conversations.items()
+                                  if c.wait is not None or now - c.touched <= two_days}
+            for conv in cust.conversations.values():
+                if len(conv.first_reply_days) > 1:
+                    conv.first_reply_days = {d for d in conv.first_reply_days if d >= yesterday}
+            cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
+            cust.paying = {p for p in cust.paying if p[1][:7] >= prev_month}
+            if not (cust.orders or cust.conversations or cust.inquiries or cust.served or cust.paying) \
+                    and now - cust.last_reply_ts > self.lookback:
+                gone.append(cid)
+        for cid in gone:
+            del self.customers[cid]
+
+    def pending_waits(self) -> int:
+        return sum(1 for c in self.customers.values() for v in c.conversations.values() if v.wait)
+
+
+def _previous_month(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    return f"{y - 1}-12" if m == 1 else f"{y}-{m - 1:02d}"

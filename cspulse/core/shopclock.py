@@ -1,0 +1,79 @@
+"""Cutting event time into the shop's days and months, and its service hours.
+
+Every event needs its local day, so the answer is cached per quarter hour of UTC
+time (every real time zone changes its offset on a quarter-hour boundary).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+from .params import US, Params
+
+_QUARTER = 900 * US
+
+
+class ShopClock:
+    """Local days, months and service hours of one shop, for times in µs since the epoch."""
+
+    def __init__(self, params: Params) -> None:
+        self.zone = params.zone
+        self.open_s, self.close_s = params.service_window
+        self._cache: dict[int, tuple[str, int, int]] = {}
+
+    def _quarter(self, ts: int) -> tuple[str, int, int]:
+        q = ts // _QUARTER
+        hit = self._cache.get(q)
+        if hit is None:
+            local = datetime.fromtimestamp(q * 900, self.zone)
+            midnight = self.midnight(local.date())
+            hit = (local.date().isoformat(), midnight, self.midnight(local.date() + timedelta(days=1)))
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[q] = hit
+        return hit
+
+    def day(self, ts: int) -> str:
+        """The shop-local day of `ts`, as YYYY-MM-DD."""
+        return self._quarter(ts)[0]
+
+    def midnight(self, day: date) -> int:
+        """The instant the local day `day` begins."""
+        return _us(datetime.combine(day, time(0), self.zone))
+
+    def end_of_next_day(self, ts: int) -> int:
+        """The instant the local day after the day of `ts` ends (the inquiry window)."""
+        day = date.fromisoformat(self.day(ts))
+        return self.midnight(day + timedelta(days=2))
+
+    def effective_start(self, ts: int) -> int:
+        """`ts` if inside service hours, else the next opening of service hours."""
+        day, midnight, next_midnight = self._quarter(ts)
+        # Seconds since local midnight; a DST day is not 86400 s long, so count from the day's own start.
+        since = (ts - midnight) // US
+        if self.open_s <= since < self.close_s:
+            return ts
+        if since < self.open_s:
+            return self._opening(date.fromisoformat(day))
+        return self._opening(date.fromisoformat(day) + timedelta(days=1))
+
+    def _opening(self, day: date) -> int:
+        h, rest = divmod(self.open_s, 3600)
+        return _us(datetime.combine(day, time(h, rest // 60), self.zone))
+
+
+def _us(dt: datetime) -> int:
+    return round(dt.timestamp() * US)
+
+
+def to_us(dt: datetime) -> int:
+    """An aware datetime as integer µs since the epoch (exact for µs-resolution inputs)."""
+    delta = dt - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def from_us(ts: int, zone=timezone.utc) -> datetime:
+    return _EPOCH.astimezone(zone) + timedelta(microseconds=ts)

@@ -1,0 +1,1 @@
+"""Declarative rule files and the adapter that runs them on durable-rules."""

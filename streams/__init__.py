@@ -1,0 +1,1 @@
+"""The Faust application: its command line and (later) its stream processors."""

@@ -1,0 +1,89 @@
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cspulse.core import Params, Pipeline
+from eventkit import agent, cust, ev, kpis, run
+
+DAY = "2026-11-03"
+
+
+def test_duplicate_event_id_is_ignored():
+    reply = agent("2026-11-03T10:00:30")
+    p = run(cust("2026-11-03T10:00:00"), reply, reply,
+            ev("order_created", "2026-11-03T10:01:00", order_id="o1", customer_id="c1", amount=5, event_id="dup"),
+            ev("order_created", "2026-11-03T10:02:00", order_id="o2", customer_id="c1", amount=9, event_id="dup"))
+    assert p.stats.duplicates == 2
+    assert kpis(p, "a1", DAY)["responses"] == 1
+    assert kpis(p, "a1", DAY)["order_amount"] == 5
+
+
+def test_order_read_before_the_reply_that_earned_it_is_still_credited():
+    p = run(
+        cust("2026-11-03T10:00:00", c="c1"),
+        ev("order_created", "2026-11-03T10:05:00", order_id="o1", customer_id="c1", amount=20),  # read first
+        agent("2026-11-03T10:04:00", a="a1", c="c1"),                                            # 60 s earlier
+    )
+    assert p.stats.late == 0
+    assert kpis(p, "a1", DAY)["orders"] == 1
+
+
+def test_event_beyond_the_allowed_lateness_is_counted_late_and_still_applied():
+    p = run(agent("2026-11-03T10:20:00", c="c2"), cust("2026-11-03T10:00:00"), agent("2026-11-03T10:00:30"))
+    assert p.stats.late == 2           # both 20 min behind the newest event (> 10 min)
+    assert kpis(p, "a1", DAY)["responses"] == 1
+
+
+def day_of_events(seed: int) -> list[str]:
+    """A small busy day: chats, orders, refunds, complaints, with ties on the same second."""
+    rnd = random.Random(seed)
+    out = []
+    for n in range(12):
+        c, a = f"c{n % 5}", f"a{n % 3}"
+        t = 9 * 3600 + rnd.randrange(0, 8) * 120   # many events share a second
+        hms = lambda s: f"2026-11-03T{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"  # noqa: E731
+        out.append(cust(hms(t), c=c))
+        if rnd.random() < 0.3:
+            out.append(ev("message", hms(t + 5), conversation_id=f"v-{c}", customer_id=c, sender="bot"))
+        out.append(agent(hms(t + rnd.choice([0, 30, 120, 200])), a=a, c=c, auto=rnd.random() < 0.2))
+        out.append(agent(hms(t + rnd.choice([40, 250])), a=a, c=c))
+        if rnd.random() < 0.6:
+            o = f"o{n}"
+            out.append(ev("order_created", hms(t + 300), order_id=o, customer_id=c, amount=rnd.choice([10, 25.5])))
+            if rnd.random() < 0.8:
+                out.append(ev("order_paid", hms(t + 300 + rnd.choice([0, 60])), order_id=o, customer_id=c,
+                              amount=10))
+            if rnd.random() < 0.3:
+                out.append(ev("order_refunded", hms(t + 500), order_id=o, customer_id=c, amount=10))
+        if rnd.random() < 0.2:
+            out.append(ev("complaint", hms(t + 400), customer_id=c))
+    out.sort(key=lambda line: json.loads(line)["ts"])
+    return out
+
+
+def all_kpis(p: Pipeline) -> dict:
+    return {key: p.book.kpis(*key) for key in sorted(p.book.counters, key=str)}
+
+
+def shuffle_within(lines: list[str], lateness_s: int, rnd: random.Random) -> list[str]:
+    """Delay each event by a random amount of at most the lateness: any resulting order is allowed."""
+    from eventkit import at
+    ts = [at(json.loads(line)["ts"]) for line in lines]
+    keyed = [(t + rnd.uniform(0, lateness_s * 1e6), i) for i, t in enumerate(ts)]
+    return [lines[i] for _, i in sorted(keyed)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), shuffle_seed=st.integers(0, 10_000), dup_rate=st.floats(0, 0.5))
+def test_shuffling_within_lateness_and_duplicating_leaves_every_kpi_unchanged(seed, shuffle_seed, dup_rate):
+    lines = day_of_events(seed)
+    end = "2026-11-05T00:00:00"
+    expected = all_kpis(run(*lines, until=end))
+    rnd = random.Random(shuffle_seed)
+    noisy = shuffle_within(lines, 600, rnd)
+    noisy = [x for line in noisy for x in ([line, line] if rnd.random() < dup_rate else [line])]
+    p = run(*noisy, until=end, params=Params())
+    assert p.stats.late == 0
+    assert all_kpis(p) == expected
