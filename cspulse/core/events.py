@@ -166,7 +166,7 @@ class Rejected(msgspec.Struct, frozen=True):
 
 _decoder = msgspec.json.Decoder(AnyEvent)
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_VALUE = re.compile(r"'[^']*'")
+_VALUE = re.compile(r"'[^']*'|\(byte \d+\)")
 _REWRITES = [
     (re.compile(r"^Expected `(?:float|int)` >= (\S+?)(?:\.0)?$"), r"must be >= \1"),
     (re.compile(r"^Expected `(?:float|int)` <= (\S+?)(?:\.0)?$"), r"must be <= \1"),

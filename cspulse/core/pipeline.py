@@ -114,6 +114,7 @@ class Pipeline:
             return
         self.recent_ids[event.event_id] = ts
         self.fresh_ids.append((event.event_id, ts))
+        self.stats.applied += 1  # accepted: it will be applied, in event-time order
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         watermark = self.max_ts - self.lateness
@@ -155,7 +156,6 @@ class Pipeline:
             facts = self.desk.apply(event, ts)
         for fact in facts:
             book_add(fact)
-        self.stats.applied += 1
         for listener in self.listeners:
             listener(event, ts, facts)
 

@@ -1,0 +1,36 @@
+"""One settings object, read once from the environment (prefix CSPULSE_) and passed down.
+
+Defaults are local and match docker-compose.yml, so `cspulse` works with no
+configuration at all.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cspulse.core import Params
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSPULSE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///cspulse.db"
+    kafka: str = "127.0.0.1:9092"
+
+    # SPEC §3 parameters
+    timezone: str = "Asia/Shanghai"
+    service_hours: str = "08:00-24:00"
+    attribution_hours: float = Field(24, ge=0)
+    after_sales_days: float = Field(21, ge=0)
+    slow_response_s: float = Field(100, ge=0)
+    unanswered_after_s: float = Field(3600, ge=0)
+    allowed_lateness_s: float = Field(600, ge=0)
+
+    def params(self) -> Params:
+        """The core's parameters (raises ValueError naming the bad setting)."""
+        return Params(
+            timezone=self.timezone, service_hours=self.service_hours, attribution_hours=self.attribution_hours,
+            after_sales_days=self.after_sales_days, slow_response_s=self.slow_response_s,
+            unanswered_after_s=self.unanswered_after_s, allowed_lateness_s=self.allowed_lateness_s,
+        )

@@ -1,0 +1,82 @@
+"""The tables: what later runs, commands and reports read back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Column, LargeBinary
+from sqlmodel import Field, SQLModel
+
+SHOP_ROW = ""  # agent_id of the shop-wide rows
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class KpiValue(SQLModel, table=True):
+    """One KPI of one agent (or the shop, agent_id "") in one day or month."""
+
+    __tablename__ = "kpi_value"
+    period: str = Field(primary_key=True, max_length=10)
+    agent_id: str = Field(primary_key=True, max_length=128)
+    kpi: str = Field(primary_key=True, max_length=64)
+    value: float | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class GoalRow(SQLModel, table=True):
+    """A target agreed for one KPI of an agent for a month (the latest goal_set)."""
+
+    __tablename__ = "goal"
+    period: str = Field(primary_key=True, max_length=7)
+    agent_id: str = Field(primary_key=True, max_length=128)
+    kpi: str = Field(primary_key=True, max_length=64)
+    target: float
+    reviewer: str
+    event_id: str
+
+
+class RejectedEvent(SQLModel, table=True):
+    """A bad input kept with its reason (SPEC §2 dead letters); `digest` keeps one copy per input."""
+
+    __tablename__ = "rejected_event"
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True, max_length=64)
+    received_at: datetime = Field(default_factory=utcnow)
+    source: str
+    event_id: str | None = None
+    reason: str
+    raw: str
+
+
+class SeenEvent(SQLModel, table=True):
+    """Every applied event id, so a duplicate older than the in-memory horizon is still known."""
+
+    __tablename__ = "seen_event"
+    event_id: str = Field(primary_key=True, max_length=128)
+    ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class CoreState(SQLModel, table=True):
+    """The pipeline's state, so that the next replay continues where this one stopped."""
+
+    __tablename__ = "core_state"
+    id: int = Field(default=1, primary_key=True)
+    snapshot: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReplayRun(SQLModel, table=True):
+    """One replay: what it read and what became of it."""
+
+    __tablename__ = "replay_run"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime
+    finished_at: datetime
+    sources: str
+    read: int
+    applied: int
+    duplicates: int
+    rejected: int
+    late: int

@@ -1,0 +1,134 @@
+"""Small, boring functions over the tables; each takes the session or engine it works on."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Iterable
+
+from sqlalchemy import delete, text, tuple_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from cspulse.core import KPIS
+from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, RejectedEvent, ReplayRun, SeenEvent, utcnow
+
+_CHUNK = 5000
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url` with the schema in place."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as c:
+            c.exec_driver_sql("PRAGMA journal_mode=WAL")
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def _insert_ignoring_duplicates(session: Session, table, rows: list[dict]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).on_conflict_do_nothing()
+    for i in range(0, len(rows), _CHUNK):
+        session.execute(stmt, rows[i:i + _CHUNK])
+
+
+# -- core state and dedup -------------------------------------------------------
+
+def load_state(*, session: Session):
+    """The saved pipeline, or None."""
+    row = session.get(CoreState, 1)
+    return pickle.loads(row.snapshot) if row else None
+
+
+def save_state(pipeline, *, session: Session) -> None:
+    row = session.get(CoreState, 1) or CoreState(id=1, snapshot=b"")
+    row.snapshot = pickle.dumps(pipeline, protocol=pickle.HIGHEST_PROTOCOL)
+    row.updated_at = utcnow()
+    session.add(row)
+
+
+def remember_ids(ids: list[tuple[str, int]], *, session: Session) -> None:
+    if ids:
+        _insert_ignoring_duplicates(session, SeenEvent.__table__, [{"event_id": i, "ts_us": t} for i, t in ids])
+
+
+def seen_lookup(engine: Engine):
+    """A `seen_before(event_id)` port for the pipeline, on one open connection."""
+    conn = engine.connect()
+    query = text("SELECT 1 FROM seen_event WHERE event_id = :i")
+
+    def seen_before(event_id: str) -> bool:
+        return conn.execute(query, {"i": event_id}).first() is not None
+
+    seen_before.close = conn.close
+    return seen_before
+
+
+# -- rejected events --------------------------------------------------------------
+
+def keep_rejected(items: Iterable[tuple[str, str | None, str, str]], *, session: Session) -> None:
+    """Keep (source, event_id, reason, raw) rejections, once per distinct input."""
+    rows = [{"digest": hashlib.sha256(raw.encode()).hexdigest(), "received_at": utcnow(), "source": source,
+             "event_id": event_id, "reason": reason, "raw": raw} for source, event_id, reason, raw in items]
+    if rows:
+        _insert_ignoring_duplicates(session, RejectedEvent.__table__, rows)
+
+
+def rejected(*, session: Session, limit: int = 100) -> list[RejectedEvent]:
+    return list(session.exec(select(RejectedEvent).order_by(RejectedEvent.id).limit(limit)))
+
+
+# -- KPI values -------------------------------------------------------------------
+
+def write_kpis(values: dict[tuple[str | None, str], dict[str, float | None]], *, session: Session) -> None:
+    """Replace the stored KPIs of every (who, period) given; who None is the shop."""
+    now = utcnow()
+    rows = [{"period": period, "agent_id": SHOP_ROW if who is None else who, "kpi": k, "value": v,
+             "updated_at": now}
+            for (who, period), kpis in values.items() for k, v in kpis.items()]
+    keys = list({(r["period"], r["agent_id"]) for r in rows})
+    table = KpiValue.__table__
+    for i in range(0, len(keys), 400):
+        session.execute(delete(table).where(tuple_(table.c.period, table.c.agent_id).in_(keys[i:i + 400])))
+    for i in range(0, len(rows), _CHUNK):
+        session.execute(table.insert(), rows[i:i + _CHUNK])
+
+
+def read_kpis(period: str, *, session: Session, agent_id: str | None = None) -> dict[str | None, dict]:
+    """{agent_id or None for the shop: {kpi: value}} for one period, counts as integers."""
+    q = select(KpiValue).where(KpiValue.period == period)
+    if agent_id is not None:
+        q = q.where(KpiValue.agent_id.in_([agent_id, SHOP_ROW]))
+    out: dict[str | None, dict] = {}
+    for row in session.exec(q):
+        who = None if row.agent_id == SHOP_ROW else row.agent_id
+        value = row.value
+        if value is not None and KPIS[row.kpi][0] == "count":
+            value = int(value)
+        out.setdefault(who, {})[row.kpi] = value
+    order = list(KPIS)
+    return {who: {k: kv[k] for k in order if k in kv} for who, kv in out.items()}
+
+
+def write_goals(goals: Iterable[GoalRow], *, session: Session) -> None:
+    for goal in goals:
+        session.merge(goal)
+
+
+def add_run(run: ReplayRun, *, session: Session) -> None:
+    session.add(run)
+
+
+def runs(*, session: Session) -> list[ReplayRun]:
+    return list(session.exec(select(ReplayRun).order_by(ReplayRun.id)))
+
+
+def read_goals(month: str, *, session: Session) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for g in session.exec(select(GoalRow).where(GoalRow.period == month)):
+        out.setdefault(g.agent_id, {})[g.kpi] = g.target
+    return out

@@ -1,0 +1,92 @@
+"""What a person reads: KPI tables, replay summaries, one-line errors (rich)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from cspulse.core import KPIS
+
+# The scheme's own names for its headline KPIs, as the shop's staff say them.
+CHINESE = {
+    "inquiry_conversion_rate": "询单转化率", "avg_response_time_s": "平均响应时间", "churn_rate": "客户流失率",
+    "order_amount": "订单总金额", "valid_order_ratio": "有效订单比重", "payment_ratio": "付款比例",
+    "refund_ratio": "退款比例", "avg_order_value": "客单价", "complaint_ratio": "投诉比重",
+    "abnormal_order_ratio": "异常订单比重",
+}
+HEADLINE = ("served_customers", "inquiries", "inquiry_conversion_rate", "avg_response_time_s",
+            "first_response_time_s", "churn_rate", "order_amount", "valid_order_ratio", "payment_ratio",
+            "refund_ratio", "avg_order_value", "complaint_ratio", "abnormal_order_ratio")
+SHORT = {
+    "served_customers": "served", "inquiries": "inquiries", "inquiry_conversion_rate": "conversion",
+    "avg_response_time_s": "avg resp", "first_response_time_s": "first resp", "churn_rate": "churn",
+    "order_amount": "order amount", "valid_order_ratio": "valid", "payment_ratio": "paid",
+    "refund_ratio": "refund", "avg_order_value": "AOV", "complaint_ratio": "complaints",
+    "abnormal_order_ratio": "abnormal",
+}
+
+
+def console(stderr: bool = False) -> Console:
+    # Piped output keeps a wide table rather than wrapping every cell.
+    return Console(stderr=stderr, width=None if (sys.stderr if stderr else sys.stdout).isatty() else 180)
+
+
+def fmt(kpi: str, value) -> str:
+    if value is None:
+        return "–"
+    kind = KPIS[kpi][0]
+    if kind == "ratio":
+        return f"{value * 100:.1f}%"
+    if kind == "seconds":
+        return f"{value:.1f} s"
+    if kind == "amount":
+        return f"¥{value:,.2f}"
+    if kind == "count":
+        return f"{int(value):,}"
+    return f"{value:.2f}"
+
+
+def kpi_table(period: str, agents: dict[str, dict], shop: dict) -> Table:
+    """Agents as rows, the scheme's headline KPIs as columns, the shop as the last row."""
+    t = Table(title=f"KPIs {period}  (– = no data)", header_style="bold")
+    t.add_column("agent", no_wrap=True)
+    for k in HEADLINE:
+        t.add_column(SHORT[k] + (f"\n{CHINESE[k]}" if k in CHINESE else ""), justify="right")
+    for agent, kpis in agents.items():
+        t.add_row(agent, *(fmt(k, kpis.get(k)) for k in HEADLINE))
+    t.add_section()
+    t.add_row("[bold]shop[/bold]", *(fmt(k, shop.get(k)) for k in HEADLINE))
+    return t
+
+
+def agent_table(period: str, agent: str, kpis: dict, goals: dict[str, dict]) -> Table:
+    """Every KPI of one agent, with its goal and the progress toward it."""
+    t = Table(title=f"{agent} — {period}", header_style="bold")
+    for col, justify in (("KPI", "left"), ("", "left"), ("value", "right"), ("goal", "right"),
+                         ("progress", "right")):
+        t.add_column(col, justify=justify)
+    for k in KPIS:
+        goal = goals.get(k)
+        if goal:
+            mark = "[green]met[/green]" if goal["met"] else ("–" if goal["met"] is None else "[red]not met[/red]")
+            progress = "–" if goal["progress"] is None else f"{goal['progress'] * 100:.0f}% {mark}"
+            t.add_row(k, CHINESE.get(k, ""), fmt(k, kpis.get(k)), fmt(k, goal["target"]), progress)
+        else:
+            t.add_row(k, CHINESE.get(k, ""), fmt(k, kpis.get(k)), "", "")
+    return t
+
+
+def replay_summary(run, reasons, seconds: float) -> Table:
+    t = Table(title="replay", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    rate = run.read / seconds if seconds else 0
+    for label, value in (("events read", run.read), ("applied", run.applied), ("duplicates", run.duplicates),
+                         ("rejected", run.rejected), ("late (beyond allowed lateness)", run.late)):
+        t.add_row(label, f"{value:,}")
+    for reason, n in reasons.most_common(10):
+        t.add_row(f"  rejected: {reason}", f"{n:,}")
+    t.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
+    return t

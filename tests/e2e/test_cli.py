@@ -1,0 +1,116 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cspulse.core import KPIS, Pipeline
+
+CSPULSE = str(Path(sys.executable).parent / "cspulse")
+
+
+def cli(*args, stdin=None, check=True):
+    result = subprocess.run([CSPULSE, *args], capture_output=True, text=True, input=stdin, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def month_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sim") / "events.jsonl"
+    cli("simulate", "--agents", "4", "--days", "5", "--seed", "11", "--traffic", "40",
+        "--duplicates", "0.01", "--bad", "0.005", "-o", str(path))
+    return path
+
+
+def kpis_json(db, period, *extra):
+    return json.loads(cli("kpis", "--period", period, "--json", "--db", db, *extra).stdout)
+
+
+def test_simulate_replay_kpis_json_matches_the_core(month_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    out = cli("replay", str(month_file), "--db", db).stdout
+    assert "events read" in out and "rejected" in out
+    got = kpis_json(db, "2026-11")
+    assert set(got) == {"period", "agents", "shop", "goals"}
+    assert got["period"] == "2026-11"
+    assert sorted(got["agents"]) == ["agent-01", "agent-02", "agent-03", "agent-04"]
+    expected = Pipeline().run(month_file.read_bytes().splitlines())
+    for agent, values in got["agents"].items():
+        assert list(values) == list(KPIS)
+        assert values == expected.book.kpis(agent, "2026-11"), agent
+    assert got["shop"] == expected.book.kpis(None, "2026-11")
+    assert isinstance(got["shop"]["orders"], int)
+    assert 0 <= got["shop"]["inquiry_conversion_rate"] <= 1
+    # the simulator sets two goals a month for every agent
+    assert set(got["goals"]["agent-01"]) == {"inquiry_conversion_rate", "avg_response_time_s"}
+
+
+def test_day_period_and_one_agent(month_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    cli("replay", str(month_file), "--db", db)
+    day = kpis_json(db, "2026-11-02", "--agent", "agent-02")
+    assert list(day["agents"]) == ["agent-02"]
+    table = cli("kpis", "--period", "2026-11", "--agent", "agent-02", "--db", db).stdout
+    assert "inquiry_conversion_rate" in table and "询单转化率" in table
+
+
+def test_replaying_the_same_file_twice_changes_no_kpi(month_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    cli("replay", str(month_file), "--db", db)
+    first = kpis_json(db, "2026-11")
+    again = cli("replay", str(month_file), "--db", db).stdout
+    assert "applied" in again
+    assert kpis_json(db, "2026-11") == first
+
+
+def test_a_second_replay_continues_where_the_first_stopped(month_file, tmp_path):
+    lines = month_file.read_bytes().splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "1.jsonl").write_bytes(b"".join(lines[:half]))
+    (tmp_path / "2.jsonl").write_bytes(b"".join(lines[half:]))
+    split, whole = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 'w.db'}"
+    cli("replay", str(tmp_path / "1.jsonl"), "--db", split)
+    cli("replay", "-", "--db", split, stdin=(tmp_path / "2.jsonl").read_text())
+    cli("replay", str(month_file), "--db", whole)
+    assert kpis_json(split, "2026-11") == kpis_json(whole, "2026-11")
+
+
+def test_simulate_is_deterministic_for_a_seed(tmp_path):
+    a = cli("simulate", "--agents", "2", "--days", "2", "--seed", "3", "--traffic", "20").stdout
+    b = cli("simulate", "--agents", "2", "--days", "2", "--seed", "3", "--traffic", "20").stdout
+    c = cli("simulate", "--agents", "2", "--days", "2", "--seed", "4", "--traffic", "20").stdout
+    assert a == b and a != c
+    types = {json.loads(line)["type"] for line in a.splitlines()}
+    assert {"message", "order_created", "order_paid", "qa_check", "goal_set", "self_review",
+            "manager_review"} <= types
+
+
+@pytest.mark.parametrize("args,message", [
+    (["kpis", "--period", "2026-13"], "--period: '2026-13' is not a day YYYY-MM-DD or a month YYYY-MM"),
+    (["kpis", "--period", "November"], "--period: 'November' is not a day"),
+    (["replay", "missing.jsonl"], "missing.jsonl: no such file"),
+    (["replay", "-", "--until", "soon"], "--until: 'soon' is not an ISO-8601 time"),
+    (["replay", "-", "--until", "2026-11-30T00:00:00"], "--until: '2026-11-30T00:00:00' has no UTC offset"),
+    (["kpis", "--period", "2026-11", "--db", "nonsense://x"], "--db: not a database URL"),
+    (["simulate", "--days", "0"], "--days: must be at least 1"),
+    (["simulate", "--start", "2026-02-30"], "--start: '2026-02-30' is not a date"),
+])
+def test_bad_arguments_get_one_line_and_no_traceback(args, message, tmp_path):
+    result = cli(*args, "--db", f"sqlite:///{tmp_path / 'x.db'}", check=False) if args[0] == "replay" \
+        else cli(*args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_bad_setting_in_the_environment_is_one_line(tmp_path):
+    import os
+    result = subprocess.run([CSPULSE, "kpis", "--period", "2026-11"], capture_output=True, text=True,
+                            env={**os.environ, "CSPULSE_TIMEZONE": "Mars/Olympus"})
+    assert result.returncode != 0
+    assert "timezone: unknown time zone 'Mars/Olympus'" in result.stderr
+    assert "Traceback" not in result.stderr
