@@ -16,33 +16,61 @@ SHOP = None
 
 
 class KpiBook:
-    """Counters per (who, period); who is an agent id or SHOP (None)."""
+    """Counters per (who, period); who is an agent id or SHOP (None).
+
+    `add` only counts a fact where it was stated (one dict update on the hot
+    path); the roll-ups to month and shop are made when the book is read.
+    """
 
     def __init__(self) -> None:
-        self.counters: dict[tuple[str | None, str], defaultdict[str, int]] = {}
-
-    def _bucket(self, who: str | None, period: str) -> defaultdict[str, int]:
-        b = self.counters.get((who, period))
-        if b is None:
-            b = self.counters[(who, period)] = defaultdict(int)
-        return b
+        self.stated: dict[tuple[str | None, str], defaultdict[str, int]] = {}
+        self._rolled: dict[tuple[str | None, str], dict[str, int]] | None = None
 
     def add(self, fact: Fact) -> None:
-        """Count one fact in its period, its month, and the shop, as facts.py lays down."""
+        """Count one fact (see facts.py for how it rolls up)."""
         who, period, name, delta = fact
-        bucket = self._bucket
-        bucket(who, period)[name] += delta
-        to_month = len(period) == 10 and name not in NOT_ROLLED_UP_TO_MONTH
-        if to_month:
-            bucket(who, period[:7])[name] += delta
-        if who is not None and name not in NOT_ROLLED_UP_TO_SHOP:
-            bucket(SHOP, period)[name] += delta
-            if to_month:
-                bucket(SHOP, period[:7])[name] += delta
+        b = self.stated.get((who, period))
+        if b is None:
+            b = self.stated[(who, period)] = defaultdict(int)
+        b[name] += delta
+        self._rolled = None
 
     def add_all(self, facts) -> None:
-        for fact in facts:
-            self.add(fact)
+        """`add` for many facts (the hot path: one call per event)."""
+        stated = self.stated
+        for who, period, name, delta in facts:
+            b = stated.get((who, period))
+            if b is None:
+                b = stated[(who, period)] = defaultdict(int)
+            b[name] += delta
+        self._rolled = None
+
+    @property
+    def counters(self) -> dict[tuple[str | None, str], dict[str, int]]:
+        """Every (who, period) with its counters, rolled up to months and the shop."""
+        if self._rolled is None:
+            rolled: dict[tuple[str | None, str], dict[str, int]] = {}
+
+            def into(key, name, delta):
+                b = rolled.get(key)
+                if b is None:
+                    b = rolled[key] = defaultdict(int)
+                b[name] += delta
+
+            for (who, period), bucket in self.stated.items():
+                is_day = len(period) == 10
+                for name, delta in bucket.items():
+                    to_month = is_day and name not in NOT_ROLLED_UP_TO_MONTH
+                    to_shop = who is not None and name not in NOT_ROLLED_UP_TO_SHOP
+                    into((who, period), name, delta)
+                    if to_month:
+                        into((who, period[:7]), name, delta)
+                    if to_shop:
+                        into((SHOP, period), name, delta)
+                        if to_month:
+                            into((SHOP, period[:7]), name, delta)
+            self._rolled = rolled
+        return self._rolled
 
     def agents(self, period: str) -> list[str]:
         """Agents with any counter in `period`, sorted."""
@@ -72,8 +100,7 @@ def _mean(total: float, n: int, scale: float = 1, digits: int | None = None) -> 
 
 def kpis_from_counts(c) -> dict[str, float | int | None]:
     """KPI values from one bucket of counters (SPEC §3 formulas, in one place)."""
-    g = c.get if hasattr(c, "get") else c.__getitem__
-    n = lambda k: g(k, 0)  # noqa: E731
+    n = lambda k: c.get(k, 0)  # noqa: E731
     responses, served, inquiries = n("responses"), n("served_customers"), n("inquiries")
     orders, paid_orders, paying = n("orders"), n("paid_orders"), n("paying_customers")
     out = {

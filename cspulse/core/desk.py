@@ -71,9 +71,9 @@ class AgentDesk:
         kind, agent = type(e), e.agent_id
         day = self.clock.day(ts)
         if kind is Rating:
-            return [Fact(agent, day, "ratings", 1), Fact(agent, day, "rating_sum", e.score)]
+            return [(agent, day, "ratings", 1), (agent, day, "rating_sum", e.score)]
         if kind is QaCheck:
-            return [Fact(agent, day, "qa_checks", 1), Fact(agent, day, "qa_milli", milli(e.score))]
+            return [(agent, day, "qa_checks", 1), (agent, day, "qa_milli", milli(e.score))]
         f = self.file(agent)
         if kind is ReportSubmitted:
             if e.report_id in f.reports_due:
@@ -81,9 +81,9 @@ class AgentDesk:
             due_ts = to_us(e.due)
             due_day = self.clock.day(due_ts)
             f.reports_due[e.report_id] = due_day
-            out = [Fact(agent, due_day, "reports_submitted", 1)]
+            out = [(agent, due_day, "reports_submitted", 1)]
             if ts <= due_ts:
-                out.append(Fact(agent, due_day, "reports_on_time", 1))
+                out.append((agent, due_day, "reports_on_time", 1))
             return out
         if kind is ReportAudited:
             # An audit counts where its report does (the month of its due), else on its own day.
@@ -122,7 +122,7 @@ class AgentDesk:
 
 
 def _audit_facts(agent: str, period: str, truthful: bool, quality: int, sign: int) -> list[Fact]:
-    out = [Fact(agent, period, "reports_audited", sign), Fact(agent, period, "report_quality_milli", sign * quality)]
+    out = [(agent, period, "reports_audited", sign), (agent, period, "report_quality_milli", sign * quality)]
     if truthful:
-        out.append(Fact(agent, period, "reports_truthful", sign))
+        out.append((agent, period, "reports_truthful", sign))
     return out

@@ -26,7 +26,7 @@ Period = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 Id = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Event(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+class Event(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, gc=False):
     """Common fields of every event; unknown fields are ignored."""
 
     event_id: EventId
@@ -202,9 +202,11 @@ def _reason(error: Exception) -> str:
 
 def _check(event: Event) -> str | None:
     """Rules that span fields, which a struct type cannot state."""
-    if isinstance(event, Message) and event.sender == "agent" and not event.agent_id:
-        return "agent_id: required when sender is agent"
-    if isinstance(event, GoalSet) and event.kpi not in KPI_NAMES:
+    kind = type(event)
+    if kind is Message:
+        if event.sender == "agent" and not event.agent_id:
+            return "agent_id: required when sender is agent"
+    elif kind is GoalSet and event.kpi not in KPI_NAMES:
         return f"kpi: unknown KPI '{event.kpi}'"
     return None
 

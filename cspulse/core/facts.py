@@ -13,15 +13,9 @@ are not sums and come as facts of their own.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
-
-
-class Fact(NamedTuple):
-    who: str | None
-    period: str
-    field: str
-    delta: int
+# A plain tuple rather than a NamedTuple: a million events make about three
+# million facts, and building a tuple is the cheapest thing Python does.
+Fact = tuple  # (who: str | None, period: str, field: str, delta: int)
 
 
 # Distinct customers: the shop's count is not the sum of its agents'.

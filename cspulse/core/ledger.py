@@ -109,7 +109,7 @@ class CustomerLedger:
         # (due, seq, kind, customer_id, key); a timer fires once time reaches `due`.
         self.timers: list[tuple[int, int, str, str, tuple]] = []
         self._seq = 0
-        self._swept_day = ""
+        self._next_sweep = 0   # forget idle customers once a day
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -133,13 +133,14 @@ class CustomerLedger:
         cust = self.customers.get(event.customer_id)
         if cust is None:
             cust = self.customers[event.customer_id] = Customer()
-        cust.touched = max(cust.touched, ts)
+        if ts > cust.touched:
+            cust.touched = ts
         out: list[Fact] = []
         if type(event) is Message:
             self._message(event, ts, cust, out)
         elif type(event) is Complaint:
             who = event.agent_id or cust.credit(ts, self.lookback)
-            out.append(Fact(who, self.clock.day(ts), "complaints", 1))
+            out.append((who, self.clock.day(ts), "complaints", 1))
         else:
             self._order_event(event, ts, cust, out)
         return out
@@ -165,32 +166,32 @@ class CustomerLedger:
         served = cust.served.get(day)
         if served is None:
             served = cust.served[day] = set()
-            out.append(Fact(None, day, "served_customers", 1))
+            out.append((None, day, "served_customers", 1))
         if agent not in served:
             served.add(agent)
-            out.append(Fact(agent, day, "served_customers", 1))
+            out.append((agent, day, "served_customers", 1))
             self._open_inquiry(m.customer_id, cust, agent, day, ts, out)
         wait = conv.wait
         if wait is None:
             return
         conv.wait = None
         rt = max(0, ts - wait.start)
-        out.append(Fact(agent, day, "responses", 1))
-        out.append(Fact(agent, day, "response_time_us", rt))
+        out.append((agent, day, "responses", 1))
+        out.append((agent, day, "response_time_us", rt))
         if rt > self.slow:
-            out.append(Fact(agent, day, "slow_responses", 1))
+            out.append((agent, day, "slow_responses", 1))
         if rt <= WITHIN_3MIN_US:
-            out.append(Fact(agent, day, "responses_within_3min", 1))
+            out.append((agent, day, "responses_within_3min", 1))
         if day not in conv.first_reply_days:
             conv.first_reply_days.add(day)
-            out.append(Fact(agent, day, "first_responses", 1))
-            out.append(Fact(agent, day, "first_response_time_us", rt))
+            out.append((agent, day, "first_responses", 1))
+            out.append((agent, day, "first_response_time_us", rt))
         if wait.unanswered_who != _NOT_MARKED:
             if wait.unanswered_who != agent:  # the provisional credit moves to who answered
-                out.append(Fact(wait.unanswered_who, wait.day, "unanswered", -1))
-                out.append(Fact(agent, wait.day, "unanswered", 1))
+                out.append((wait.unanswered_who, wait.day, "unanswered", -1))
+                out.append((agent, wait.day, "unanswered", 1))
         elif rt > self.unanswered_after:
-            out.append(Fact(agent, wait.day, "unanswered", 1))
+            out.append((agent, wait.day, "unanswered", 1))
 
     def _open_inquiry(self, cid: str, cust: Customer, agent: str, day: str, ts: int, out: list[Fact]) -> None:
         after_sales = any(
@@ -200,7 +201,7 @@ class CustomerLedger:
         inq = Inquiry(agent, day, ts, self.clock.end_of_next_day(ts), counted=not after_sales)
         cust.inquiries.append(inq)
         if inq.counted:
-            out.append(Fact(agent, day, "inquiries", 1))
+            out.append((agent, day, "inquiries", 1))
         self._timer(inq.end, "inquiry", cid, (agent, day))
 
     def _order_event(self, e: Event, ts: int, cust: Customer, out: list[Fact]) -> None:
@@ -214,23 +215,23 @@ class CustomerLedger:
                 return  # a second creation of one order (another event_id) changes nothing
             order.created, order.created_ts, order.day, order.amount = True, ts, self.clock.day(ts), fen(e.amount)
             order.agent = e.agent_id or cust.credit(ts, self.lookback)
-            out.append(Fact(order.agent, order.day, "orders", 1))
-            out.append(Fact(order.agent, order.day, "order_amount_fen", order.amount))
+            out.append((order.agent, order.day, "orders", 1))
+            out.append((order.agent, order.day, "order_amount_fen", order.amount))
             if order.agent is not None:
                 for inq in cust.inquiries:
                     if inq.agent == order.agent and inq.first_reply <= ts < inq.end:
                         inq.orders.add(e.order_id)
                         if not inq.counted:  # an after-sales reception that sold: an inquiry after all
                             inq.counted = True
-                            out.append(Fact(order.agent, inq.day, "inquiries", 1))
+                            out.append((order.agent, inq.day, "inquiries", 1))
             if order.paid:  # payments read before the order (beyond the allowed lateness)
-                out.append(Fact(order.agent, order.day, "paid_amount_fen", order.paid))
+                out.append((order.agent, order.day, "paid_amount_fen", order.paid))
         elif kind is OrderPaid:
             order.paid += fen(e.amount)
             if order.paid_ts is None or ts < order.paid_ts:
                 order.paid_ts = ts
             if order.created:
-                out.append(Fact(order.agent, order.day, "paid_amount_fen", fen(e.amount)))
+                out.append((order.agent, order.day, "paid_amount_fen", fen(e.amount)))
         elif kind is OrderRefunded:
             order.refunded += fen(e.amount)
             order.has_refund = True
@@ -241,7 +242,7 @@ class CustomerLedger:
         after = order.indicators()
         for name, was, now in zip(_INDICATORS, before, after):
             if was != now:
-                out.append(Fact(order.agent, order.day, name, 1 if now else -1))
+                out.append((order.agent, order.day, name, 1 if now else -1))
         if after[0] and not before[0]:
             self._paid(e.order_id, order, cust, out)
 
@@ -252,13 +253,13 @@ class CustomerLedger:
             for period in (order.day, month):
                 if (who, period) not in cust.paying:
                     cust.paying.add((who, period))
-                    out.append(Fact(who, period, "paying_customers", 1))
+                    out.append((who, period, "paying_customers", 1))
         if order.agent is None:
             return
         for inq in cust.inquiries:
             if not inq.converted and order_id in inq.orders and order.paid_ts < inq.end:
                 inq.converted = True
-                out.append(Fact(inq.agent, inq.day, "converted_inquiries", 1))
+                out.append((inq.agent, inq.day, "converted_inquiries", 1))
 
     # -- time -----------------------------------------------------------------
 
@@ -273,6 +274,9 @@ class CustomerLedger:
         """Fire every timer due at or before `now` (µs) and return the facts that follow."""
         out: list[Fact] = []
         timers = self.timers
+        if now >= self._next_sweep:
+            self._next_sweep = self.clock.midnight_after(now)
+            self._sweep(now)
         while timers:
             due, _, kind, cid, key = timers[0]
             if due > now:
@@ -285,10 +289,6 @@ class CustomerLedger:
                 self._wait_expired(cust, key, out)
             else:
                 self._inquiry_ended(cust, key, out)
-        day = self.clock.day(now)
-        if day != self._swept_day:
-            self._swept_day = day
-            self._sweep(now)
         return out
 
     def _wait_expired(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
@@ -298,7 +298,7 @@ class CustomerLedger:
         # to the conversation's last human replier; whoever answers later takes it over.
         if wait is not None and wait.opened == key[1] and wait.unanswered_who == _NOT_MARKED:
             wait.unanswered_who = conv.last_human
-            out.append(Fact(conv.last_human, wait.day, "unanswered", 1))
+            out.append((conv.last_human, wait.day, "unanswered", 1))
 
     def _inquiry_ended(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
         agent, day = key
@@ -306,7 +306,7 @@ class CustomerLedger:
         for inq in cust.inquiries:
             if inq.agent == agent and inq.day == day:
                 if inq.counted and not inq.orders:
-                    out.append(Fact(agent, day, "lost_inquiries", 1))
+                    out.append((agent, day, "lost_inquiries", 1))
             else:
                 keep.append(inq)
         cust.inquiries = keep
@@ -315,21 +315,27 @@ class CustomerLedger:
         """Forget what no future event can need, so memory follows open windows, not history."""
         two_days = 2 * 86400 * US
         retention = self.order_retention
-        today = self.clock.day(now)
         yesterday = self.clock.day(now - 86400 * US)
-        prev_month = _previous_month(today[:7])
+        prev_month = _previous_month(self.clock.day(now)[:7])
         gone = []
         for cid, cust in self.customers.items():
-            cust.orders = {k: o for k, o in cust.orders.items()
-                           if now - (o.created_ts if o.created else o.seen_ts) <= retention}
-            cust.conversations = {k: c for k, c in cust.conversations.items()
-                                  if c.wait is not None or now - c.touched <= two_days}
-            for conv in cust.conversations.values():
+            # Rebuild a container only when something in it has expired: most have not.
+            if cust.orders and any(now - (o.created_ts if o.created else o.seen_ts) > retention
+                                   for o in cust.orders.values()):
+                cust.orders = {k: o for k, o in cust.orders.items()
+                               if now - (o.created_ts if o.created else o.seen_ts) <= retention}
+            convs = cust.conversations
+            if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
+                cust.conversations = convs = {k: c for k, c in convs.items()
+                                              if c.wait is not None or now - c.touched <= two_days}
+            for conv in convs.values():
                 if len(conv.first_reply_days) > 1:
                     conv.first_reply_days = {d for d in conv.first_reply_days if d >= yesterday}
-            cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
-            cust.paying = {p for p in cust.paying if p[1][:7] >= prev_month}
-            if not (cust.orders or cust.conversations or cust.inquiries or cust.served or cust.paying) \
+            if any(d < yesterday for d in cust.served):
+                cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
+            if any(p[1][:7] < prev_month for p in cust.paying):
+                cust.paying = {p for p in cust.paying if p[1][:7] >= prev_month}
+            if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying) \
                     and now - cust.last_reply_ts > self.lookback:
                 gone.append(cid)
         for cid in gone:

@@ -21,25 +21,26 @@ from typing import Callable, Iterable
 
 from .book import KpiBook
 from .desk import AgentDesk
-from .events import Event, Rejected, decode
+from .events import EVENT_TYPES, Event, Message, Rejected, decode
 from .facts import Fact
 from .ledger import CustomerLedger
 from .params import US, Params
-from .shopclock import ShopClock, to_us
+from .shopclock import ShopClock
 
-_CUSTOMER_KEYED = frozenset({"message", "order_created", "order_paid", "order_cancelled", "order_refunded",
-                             "order_flagged", "complaint"})
+_CUSTOMER_KEYED = frozenset(EVENT_TYPES[t] for t in ("message", "order_created", "order_paid", "order_cancelled",
+                                                     "order_refunded", "order_flagged", "complaint"))
 # Rank among equal event times: a customer's message before the reply to it,
 # a reply before the order it earns, an order's creation before what follows it.
-_RANK = {"customer": 0, "bot": 1, "agent": 2, "order_created": 3, "order_paid": 4, "order_refunded": 5,
-         "order_cancelled": 5, "order_flagged": 5, "complaint": 6}
+_SENDER_RANK = {"customer": 0, "bot": 1, "agent": 2}
+_RANK = {EVENT_TYPES[t]: r for t, r in (("order_created", 3), ("order_paid", 4), ("order_refunded", 5),
+                                        ("order_cancelled", 5), ("order_flagged", 5), ("complaint", 6))}
 
 
 def _rank(e: Event) -> int:
-    t = e.__struct_config__.tag
-    if t == "message":
-        return _RANK[e.sender]
-    return _RANK.get(t, 7)
+    kind = type(e)
+    if kind is Message:
+        return _SENDER_RANK[e.sender]
+    return _RANK.get(kind, 7)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Pipeline:
         self._accept(event)
 
     def _accept(self, event: Event) -> None:
-        ts = to_us(event.ts)
+        ts = round(event.ts.timestamp() * US)   # to_us, inlined: this runs for every event
         if self._is_duplicate(event.event_id, ts):
             self.stats.duplicates += 1
             return
@@ -122,7 +123,7 @@ class Pipeline:
             self.stats.late += 1
         heapq.heappush(self.buffer, (ts, _rank(event), event.event_id, event))
         self._release(watermark)
-        if watermark - self._pruned_at > self.horizon // 4:
+        if watermark - self._pruned_at > self.horizon:
             self._prune_ids(watermark)
 
     def _is_duplicate(self, event_id: str, ts: int) -> bool:
@@ -147,15 +148,14 @@ class Pipeline:
             self._apply(event, ts)
 
     def _apply(self, event: Event, ts: int) -> None:
-        book_add = self.book.add
-        for fact in self.ledger.advance(ts):
-            book_add(fact)
-        if event.__struct_config__.tag in _CUSTOMER_KEYED:
-            facts = self.ledger.apply(event, ts)
+        ledger = self.ledger
+        if ledger.timers and ledger.timers[0][0] <= ts or ts >= ledger._next_sweep:
+            self.book.add_all(ledger.advance(ts))
+        if type(event) in _CUSTOMER_KEYED:
+            facts = ledger.apply(event, ts)
         else:
             facts = self.desk.apply(event, ts)
-        for fact in facts:
-            book_add(fact)
+        self.book.add_all(facts)
         for listener in self.listeners:
             listener(event, ts, facts)
 

@@ -41,6 +41,10 @@ class ShopClock:
         """The instant the local day `day` begins."""
         return _us(datetime.combine(day, time(0), self.zone))
 
+    def midnight_after(self, ts: int) -> int:
+        """The instant the local day of `ts` ends."""
+        return self._quarter(ts)[2]
+
     def end_of_next_day(self, ts: int) -> int:
         """The instant the local day after the day of `ts` ends (the inquiry window)."""
         day = date.fromisoformat(self.day(ts))
@@ -67,9 +71,12 @@ def _us(dt: datetime) -> int:
 
 
 def to_us(dt: datetime) -> int:
-    """An aware datetime as integer µs since the epoch (exact for µs-resolution inputs)."""
-    delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+    """An aware datetime as integer µs since the epoch.
+
+    Exact for µs-resolution inputs: a float holds any µs count up to year 2255
+    (2**53 µs), and the float error of `timestamp()` is far below half a µs.
+    """
+    return round(dt.timestamp() * US)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
