@@ -24,7 +24,7 @@ from cspulse.core import Params, Pipeline
 from store import repo
 from store.models import GoalRow, ReplayRun
 
-CHECKPOINT_EVERY = 250_000
+CHECKPOINT_EVERY = 200_000   # events between saves of ids + state (bounds memory and redo)
 
 
 class InputError(Exception):
@@ -80,6 +80,7 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
     rejected_before = Counter(pipeline.stats.rejected)
     seen = repo.seen_lookup(engine)
     pipeline.seen_before = seen
+    pipeline.track_ids = True
     rejects: list[tuple[str, str | None, str, str]] = []
     # The core builds no reference cycles, but its many long-lived objects make
     # the cyclic collector rescan the whole state again and again (a third of

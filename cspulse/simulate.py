@@ -58,7 +58,8 @@ class Simulator:
     """Generates the events of `days` days of a shop with `agents` agents."""
 
     def __init__(self, agents: int = 20, days: int = 30, seed: int = 1, start: date = date(2026, 11, 1),
-                 conversations_per_agent_day: int = 265, timezone: str = "Asia/Shanghai",
+                 conversations_per_agent_day: int = 265, customers_per_agent: int | None = None,
+                 timezone: str = "Asia/Shanghai",
                  disorder_s: float = 0.0, duplicate_rate: float = 0.0, bad_rate: float = 0.0) -> None:
         if agents < 1 or days < 1 or conversations_per_agent_day < 1:
             raise ValueError("agents, days and traffic must be at least 1")
@@ -68,7 +69,8 @@ class Simulator:
         self.traffic = conversations_per_agent_day
         self.agents = profiles(agents, self.rnd)
         self.disorder_s, self.duplicate_rate, self.bad_rate = disorder_s, duplicate_rate, bad_rate
-        self.pool = agents * conversations_per_agent_day * 4   # customers the shop knows
+        # Customers the shop knows: by default each comes back about every four days.
+        self.pool = agents * (customers_per_agent or conversations_per_agent_day * 4)
         self.recent_buyers: list[str] = []
         self._n = 0
         self._heap: list[tuple[float, int, dict]] = []

@@ -174,27 +174,30 @@ async def kpis(self, period: str, agent: str | None, as_json: bool, db: str | No
     option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same events)"),
     option("--start", default="2026-11-01", show_default=True, help="First day, YYYY-MM-DD"),
     option("--traffic", type=int, default=265, show_default=True, help="Conversations per agent per day"),
+    option("--customers", type=int, default=None, help="Distinct customers per agent [default: 4 × traffic]"),
     option("--duplicates", type=float, default=0.0, help="Share of events sent twice (at-least-once delivery)"),
     option("--bad", type=float, default=0.0, help="Share of events spoiled into bad input"),
     option("--disorder", type=float, default=0.0, help="Delay events by up to this many seconds (out of order)"),
     option("-o", "--output", default="-", help="Output file [default: stdout]"),
 )
 @one_line_errors
-async def simulate(self, agents: int, days: int, seed: int, start: str, traffic: int, duplicates: float,
+async def simulate(self, agents: int, days: int, seed: int, start: str, traffic: int, customers: int | None,
+                   duplicates: float,
                    bad: float, disorder: float, output: str) -> None:
     """Generate a realistic shop's events as JSON lines, deterministic for a seed."""
     try:
         first = date.fromisoformat(start)
     except ValueError:
         raise UsageError(f"--start: '{start}' is not a date YYYY-MM-DD") from None
-    for name, value in (("--agents", agents), ("--days", days), ("--traffic", traffic)):
+    for name, value in (("--agents", agents), ("--days", days), ("--traffic", traffic),
+                        ("--customers", customers or 1)):
         if value < 1:
             raise UsageError(f"{name}: must be at least 1, not {value}")
     for name, value in (("--duplicates", duplicates), ("--bad", bad)):
         if not 0 <= value <= 1:
             raise UsageError(f"{name}: must be a share between 0 and 1, not {value}")
     sim = Simulator(agents=agents, days=days, seed=seed, start=first, conversations_per_agent_day=traffic,
-                    timezone=SETTINGS.timezone, disorder_s=disorder, duplicate_rate=duplicates, bad_rate=bad)
+                    customers_per_agent=customers, timezone=SETTINGS.timezone, disorder_s=disorder, duplicate_rate=duplicates, bad_rate=bad)
     n = write_lines(sim, output, estimate=agents * days * traffic * 6.3)
     print(f"cspulse simulate: {n:,} events ({agents} agents, {days} days from {first}, seed {seed})"
           + (f" -> {output}" if output != "-" else ""), file=sys.stderr)

@@ -115,7 +115,7 @@ class CustomerLedger:
         self.after_sales = round(p.after_sales_days * 86400 * US)
         self.slow = round(p.slow_response_s * US)
         self.unanswered_after = round(p.unanswered_after_s * US)
-        self.order_retention = round(p.order_retention_days * 86400 * US)
+        self.order_grace = round(p.order_grace_days * 86400 * US)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -314,16 +314,13 @@ class CustomerLedger:
     def _sweep(self, now: int) -> None:
         """Forget what no future event can need, so memory follows open windows, not history."""
         two_days = 2 * 86400 * US
-        retention = self.order_retention
         yesterday = self.clock.day(now - 86400 * US)
-        prev_month = _previous_month(self.clock.day(now)[:7])
+        month_end, grace = self.clock.month_end, self.order_grace
         gone = []
         for cid, cust in self.customers.items():
             # Rebuild a container only when something in it has expired: most have not.
-            if cust.orders and any(now - (o.created_ts if o.created else o.seen_ts) > retention
-                                   for o in cust.orders.values()):
-                cust.orders = {k: o for k, o in cust.orders.items()
-                               if now - (o.created_ts if o.created else o.seen_ts) <= retention}
+            if cust.orders and not all(self._order_needed(o, now) for o in cust.orders.values()):
+                cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now)}
             convs = cust.conversations
             if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
                 cust.conversations = convs = {k: c for k, c in convs.items()
@@ -333,18 +330,21 @@ class CustomerLedger:
                     conv.first_reply_days = {d for d in conv.first_reply_days if d >= yesterday}
             if any(d < yesterday for d in cust.served):
                 cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
-            if any(p[1][:7] < prev_month for p in cust.paying):
-                cust.paying = {p for p in cust.paying if p[1][:7] >= prev_month}
+            # distinct paying customers matter while the month can still change
+            if any(now >= month_end(p[1]) + grace for p in cust.paying):
+                cust.paying = {p for p in cust.paying if now < month_end(p[1]) + grace}
             if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying) \
                     and now - cust.last_reply_ts > self.lookback:
                 gone.append(cid)
         for cid in gone:
             del self.customers[cid]
 
+    def _order_needed(self, o: Order, now: int) -> bool:
+        if not o.created:   # events of an order not yet created: wait a week for its creation
+            return now - o.seen_ts <= 7 * 86400 * US
+        if now < self.clock.month_end(o.day) + self.order_grace:
+            return True
+        return o.paid_ts is not None and now - o.paid_ts <= self.after_sales
+
     def pending_waits(self) -> int:
         return sum(1 for c in self.customers.values() for v in c.conversations.values() if v.wait)
-
-
-def _previous_month(month: str) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    return f"{y - 1}-12" if m == 1 else f"{y}-{m - 1:02d}"

@@ -21,9 +21,10 @@ class Params:
     # How long event ids are remembered in memory; older duplicates are found
     # through the `seen_before` port (the store), so memory does not grow with events.
     dedup_horizon_s: float = 2 * 86400
-    # Orders stay in memory this long after creation so that late payments and
-    # refunds still count for the month they were created in.
-    order_retention_days: float = 62
+    # An order stays in memory until this long after its month ends (the month is
+    # closed at 00:30 on the 2nd), so late payments and refunds still count for
+    # the month it was created in; a paid one also for the after-sales window.
+    order_grace_days: float = 2
 
     def __post_init__(self) -> None:
         try:
@@ -32,7 +33,7 @@ class Params:
             raise ValueError(f"timezone: unknown time zone '{self.timezone}'") from None
         self.service_window  # validates
         for name in ("attribution_hours", "after_sales_days", "slow_response_s", "unanswered_after_s",
-                     "allowed_lateness_s", "dedup_horizon_s", "order_retention_days"):
+                     "allowed_lateness_s", "dedup_horizon_s", "order_grace_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
 

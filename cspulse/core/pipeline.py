@@ -61,6 +61,8 @@ class Pipeline:
 
     def __init__(self, params: Params | None = None,
                  seen_before: Callable[[str], bool] | None = None) -> None:
+        """`seen_before(event_id)` answers for ids older than the in-memory horizon;
+        set `track_ids` to collect accepted ids (`drain_fresh_ids`) for a store to keep."""
         self.params = params or Params()
         self.clock = ShopClock(self.params)
         self.ledger = CustomerLedger(self.params, self.clock)
@@ -73,6 +75,7 @@ class Pipeline:
         self.max_ts: int | None = None
         self.buffer: list[tuple[int, int, str, Event]] = []
         self.recent_ids: dict[str, int] = {}   # event_id -> ts, for the dedup horizon
+        self.track_ids = False
         self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
         self._pruned_at = 0
         self.listeners: list[Callable[[Event, int, list[Fact]], None]] = []
@@ -81,7 +84,7 @@ class Pipeline:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "listeners", "fresh_ids"):
+        for transient in ("clock", "seen_before", "listeners", "fresh_ids", "track_ids"):
             state.pop(transient)
         return state
 
@@ -89,7 +92,7 @@ class Pipeline:
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
-        self.seen_before, self.listeners, self.fresh_ids = None, [], []
+        self.seen_before, self.listeners, self.fresh_ids, self.track_ids = None, [], [], False
 
     # -- input ----------------------------------------------------------------
 
@@ -114,7 +117,8 @@ class Pipeline:
             self.stats.duplicates += 1
             return
         self.recent_ids[event.event_id] = ts
-        self.fresh_ids.append((event.event_id, ts))
+        if self.track_ids:
+            self.fresh_ids.append((event.event_id, ts))
         self.stats.applied += 1  # accepted: it will be applied, in event-time order
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts

@@ -1,0 +1,30 @@
+from datetime import date, timedelta
+
+from cspulse.core import Pipeline
+from eventkit import agent, cust, ev
+
+
+def test_state_follows_open_windows_not_the_number_of_events():
+    p = Pipeline()
+    sizes = {}
+    first = date(2026, 11, 1)
+    for d in range(90):
+        day = (first + timedelta(days=d)).isoformat()
+        for i in range(20):   # twenty new customers a day, each buying once, never seen again
+            c = f"c{d}-{i}"
+            p.feed_line(cust(f"{day}T10:00:00", c=c))
+            p.feed_line(agent(f"{day}T10:00:30", c=c))
+            p.feed_line(ev("order_created", f"{day}T10:05:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
+            p.feed_line(ev("order_paid", f"{day}T10:06:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
+        sizes[d] = (len(p.ledger.customers), len(p.recent_ids), len(p.ledger.timers))
+    # 1,800 customers came; only those with an order in an open month or a payment
+    # within the 21-day after-sales window stay: at most a month and a bit of them.
+    customers_end, ids_end, timers_end = sizes[89]
+    assert customers_end <= 20 * (31 + 2)
+    # a saw-tooth that closes with each month: the 29th of each month holds the same
+    assert sizes[89][0] <= sizes[59][0] <= sizes[29][0] + 20
+    # event ids: the two-day horizon, up to two more days until the next prune,
+    # and this test's one-day steps: five days at 80 events a day at most
+    assert max(ids for _, ids, _ in sizes.values()) <= 80 * 5
+    assert timers_end <= 20 * 3                     # inquiry windows of the last two days
+    assert p.stats.applied == 90 * 80
