@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench clean
+.PHONY: demo test unit bench kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -25,5 +25,12 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 
+# A local single-node Apache Kafka 4 (KRaft) on 127.0.0.1:9092, jars from Maven Central (cached).
+kafka:
+	$(PYTHON) deploy/kafka/broker.py start --port 9092 --dir .kafka
+
+kafka-stop:
+	$(PYTHON) deploy/kafka/broker.py stop --dir .kafka
+
 clean:
-	rm -rf $(VENV) cspulse-demo.db .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) cspulse-demo.* .pytest_cache .hypothesis build *.egg-info .kafka

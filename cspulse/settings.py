@@ -17,6 +17,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///cspulse.db"
     kafka: str = "127.0.0.1:9092"
+    partitions: int = Field(8, ge=1)       # of each input topic; chat, orders and feedback share it
+    topic_prefix: str = ""                 # e.g. "shop1." -> shop1.cs.chat
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"

@@ -7,6 +7,7 @@ is wrong, exit 2), call the application service, show the result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import sys
@@ -70,6 +71,12 @@ def one_line_errors(fn):
             sys.exit(1)
         except BrokenPipeError:
             sys.exit(0)
+        except Exception as e:
+            from streams.produce import KafkaUnavailable
+            if isinstance(e, KafkaUnavailable):
+                print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
+                sys.exit(1)
+            raise
     return wrapper
 
 
@@ -103,22 +110,29 @@ def db_url(db: str | None) -> str:
 DB = option("--db", default=None, help="Database URL [default: $CSPULSE_DATABASE_URL or sqlite:///cspulse.db]")
 
 
-def _replay_with_progress(paths, url: str, until: int | None):
-    sources = open_sources(paths)
-    engine = repo.connect(url)
-    err = views.console(stderr=True)
+@contextlib.contextmanager
+def _progress_bar(verb: str):
+    """A per-file progress bar on stderr; yields the `progress(name, done, total)` callback."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=views.console(stderr=True),
+                  transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int) -> None:
             if name not in tasks:
-                tasks[name] = bar.add_task(f"replay {name}", total=total or None)
+                tasks[name] = bar.add_task(f"{verb} {name}", total=total or None)
             bar.update(tasks[name], completed=done, total=total or None)
 
-        started = time.perf_counter()
+        yield progress
+
+
+def _replay_with_progress(paths, url: str, until: int | None):
+    sources = open_sources(paths)
+    engine = repo.connect(url)
+    started = time.perf_counter()
+    with _progress_bar("replay") as progress:
         pipeline, run, reasons = embedded.replay(sources, engine=engine, params=SETTINGS.params(), until=until,
-                                        progress=progress)
+                                                 progress=progress)
     return pipeline, run, reasons, time.perf_counter() - started
 
 
@@ -134,6 +148,27 @@ async def replay(self, files: tuple[str, ...], db: str | None, until: str | None
     until_us = parse_until(until)
     _, run, reasons, seconds = _replay_with_progress(files, db_url(db), until_us)
     views.console().print(views.replay_summary(run, reasons, seconds))
+
+
+@embedded_command(
+    argument("files", nargs=-1, required=True),
+    option("--topic-prefix", default=None, help="Prefix of every topic name [default: $CSPULSE_TOPIC_PREFIX]"),
+    option("--partitions", type=int, default=None,
+           help="Partitions of topics created here [default: $CSPULSE_PARTITIONS or 8]"),
+)
+@one_line_errors
+async def produce(self, files: tuple[str, ...], topic_prefix: str | None, partitions: int | None) -> None:
+    """Send JSON-lines event files (- for stdin) to the Kafka topics, keyed as SPEC §2 says."""
+    from streams.produce import produce as send
+    if partitions is not None and partitions < 1:
+        raise UsageError(f"--partitions: must be at least 1, not {partitions}")
+    sources = open_sources(files)
+    prefix = SETTINGS.topic_prefix if topic_prefix is None else topic_prefix
+    started = time.perf_counter()
+    with _progress_bar("produce") as progress:
+        summary = send(sources, bootstrap=SETTINGS.kafka, prefix=prefix,
+                       partitions=partitions or SETTINGS.partitions, progress=progress)
+    views.console().print(views.produce_summary(summary, prefix, time.perf_counter() - started))
 
 
 @embedded_command(

@@ -90,3 +90,17 @@ def replay_summary(run, reasons, seconds: float) -> Table:
         t.add_row(f"  rejected: {reason}", f"{n:,}")
     t.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
     return t
+
+
+def produce_summary(summary, prefix: str, seconds: float) -> Table:
+    t = Table(title="produce", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("lines read", f"{summary.read:,}")
+    for topic, n in sorted(summary.sent.items()):
+        t.add_row(f"  -> {prefix}{topic}", f"{n:,}")
+    for reason, n in summary.rejected.most_common(10):
+        t.add_row(f"  rejected: {reason}", f"{n:,}")
+    rate = summary.read / seconds if seconds else 0
+    t.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
+    return t

@@ -1,0 +1,24 @@
+"""The Kafka topics of SPEC §2 and how an event finds its topic and key.
+
+Chat, orders and feedback are keyed by customer and share one partition count,
+so one customer's events (and state) live in one partition; reviews and spot
+checks are keyed by agent.
+"""
+
+from __future__ import annotations
+
+from cspulse.core import TOPIC_OF, Event
+
+INPUT_TOPICS = ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")
+ALERTS = "cs.alerts"
+REJECTED = "cs.rejected"
+CO_PARTITIONED = ("cs.chat", "cs.orders", "cs.feedback")
+
+
+def topic_and_key(event: Event) -> tuple[str, str]:
+    """Where an event goes: its topic (without prefix) and its key."""
+    tag = event.__struct_config__.tag
+    topic = TOPIC_OF[tag]
+    if topic == "cs.reviews" or tag == "qa_check":
+        return topic, event.agent_id
+    return topic, event.customer_id
