@@ -1,5 +1,5 @@
-"""Per-agent inputs that need no customer state: ratings, spot checks, reports,
-reviews, goals and improvement plans (SPEC §2 reviews and feedback, §3.3).
+"""Per-agent inputs that need no customer state: spot checks, reports, reviews,
+goals and improvement plans (SPEC §2 reviews and feedback, §3.3).
 
 Keyed by agent, so under Kafka it lives in the partition of the agent's key.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .events import (Event, GoalSet, ImprovementPlanSubmitted, ManagerReview, QaCheck, Rating, ReportAudited,
+from .events import (Event, GoalSet, ImprovementPlanSubmitted, ManagerReview, QaCheck, ReportAudited,
                      ReportSubmitted, SelfReview)
 from .facts import Fact
 from .shopclock import ShopClock, to_us
@@ -37,17 +37,37 @@ class Goal:
 
 
 @dataclass(slots=True)
+class Submission:
+    ts: int
+    due_ts: int
+    due_day: str
+
+
+@dataclass(slots=True)
+class Audit:
+    ts: int
+    period: str
+    truthful: bool
+    quality: int
+
+
+@dataclass(slots=True)
 class AgentFile:
-    reports_due: dict[str, str] = field(default_factory=dict)         # report_id -> day of its due
-    audits: dict[str, tuple[str, bool, int]] = field(default_factory=dict)  # report_id -> (period, truthful, quality)
+    reports: dict[str, Submission] = field(default_factory=dict)    # report_id -> first submission
+    audits: dict[str, Audit] = field(default_factory=dict)          # report_id -> latest audit
     self_reviews: dict[str, Review] = field(default_factory=dict)     # period -> latest
     manager_reviews: dict[str, Review] = field(default_factory=dict)
     goals: dict[tuple[str, str], Goal] = field(default_factory=dict)   # (period, kpi) -> latest
     plans: dict[str, Review] = field(default_factory=dict)             # period -> submission
+    recent_ids: dict[str, int] = field(default_factory=dict)          # event_id -> ts, dedup horizon
 
 
 class AgentDesk:
-    """What each agent's reviews, reports and spot checks add up to."""
+    """What each agent's reviews, reports and spot checks add up to.
+
+    Order-independent by construction (sums; the first submission and the
+    latest audit, review or goal by event time), so it needs no reordering.
+    """
 
     def __init__(self, clock: ShopClock) -> None:
         self.clock = clock
@@ -69,31 +89,21 @@ class AgentDesk:
     def apply(self, e: Event, ts: int) -> list[Fact]:
         """Apply one agent-keyed event at `ts` (µs); return its facts."""
         kind, agent = type(e), e.agent_id
-        day = self.clock.day(ts)
-        if kind is Rating:
-            return [(agent, day, "ratings", 1), (agent, day, "rating_sum", e.score)]
         if kind is QaCheck:
+            day = self.clock.day(ts)
             return [(agent, day, "qa_checks", 1), (agent, day, "qa_milli", milli(e.score))]
         f = self.file(agent)
         if kind is ReportSubmitted:
-            if e.report_id in f.reports_due:
-                return []  # a resubmission: timeliness is judged on the first
-            due_ts = to_us(e.due)
-            due_day = self.clock.day(due_ts)
-            f.reports_due[e.report_id] = due_day
-            out = [(agent, due_day, "reports_submitted", 1)]
-            if ts <= due_ts:
-                out.append((agent, due_day, "reports_on_time", 1))
-            return out
+            return self._submitted(agent, f, e.report_id, Submission(ts, to_us(e.due), self.clock.day(to_us(e.due))))
         if kind is ReportAudited:
-            # An audit counts where its report does (the month of its due), else on its own day.
-            out = []
             old = f.audits.get(e.report_id)
-            if old is not None:  # a re-audit replaces the earlier verdict
-                out += _audit_facts(agent, *old, sign=-1)
-            new = (f.reports_due.get(e.report_id, day), e.truthful, milli(e.quality))
+            if old is not None and ts < old.ts:
+                return []   # an older verdict than the one we have
+            sub = f.reports.get(e.report_id)
+            # An audit counts where its report does (the month of its due), else on its own day.
+            new = Audit(ts, sub.due_day if sub else self.clock.day(ts), e.truthful, milli(e.quality))
             f.audits[e.report_id] = new
-            return out + _audit_facts(agent, *new, sign=1)
+            return (_audit_facts(agent, old, -1) if old else []) + _audit_facts(agent, new, 1)
         if kind in (SelfReview, ManagerReview, ImprovementPlanSubmitted):
             book = {SelfReview: f.self_reviews, ManagerReview: f.manager_reviews,
                     ImprovementPlanSubmitted: f.plans}[kind]
@@ -110,6 +120,25 @@ class AgentDesk:
             return []
         raise TypeError(f"not an agent event: {kind.__name__}")
 
+    def _submitted(self, agent: str, f: AgentFile, report_id: str, new: Submission) -> list[Fact]:
+        old = f.reports.get(report_id)
+        if old is not None and old.ts <= new.ts:
+            return []   # a resubmission: timeliness is judged on the first
+        out = _submission_facts(agent, old, -1) if old else []
+        f.reports[report_id] = new
+        out += _submission_facts(agent, new, 1)
+        audit = f.audits.get(report_id)
+        if audit is not None and audit.period != new.due_day:   # the audit was read first: move it
+            out += _audit_facts(agent, audit, -1)
+            audit.period = new.due_day
+            out += _audit_facts(agent, audit, 1)
+        return out
+
+    def prune_ids(self, oldest: int) -> None:
+        for f in self.agents.values():
+            if f.recent_ids and any(t < oldest for t in f.recent_ids.values()):
+                f.recent_ids = {k: t for k, t in f.recent_ids.items() if t >= oldest}
+
     def goals(self, period: str) -> dict[str, dict[str, float]]:
         """Targets agreed for `period` (a month; a day shows its month's goals): agent -> kpi -> target."""
         month = period[:7]
@@ -121,8 +150,16 @@ class AgentDesk:
         return out
 
 
-def _audit_facts(agent: str, period: str, truthful: bool, quality: int, sign: int) -> list[Fact]:
-    out = [(agent, period, "reports_audited", sign), (agent, period, "report_quality_milli", sign * quality)]
-    if truthful:
-        out.append((agent, period, "reports_truthful", sign))
+def _submission_facts(agent: str, sub: Submission, sign: int) -> list[Fact]:
+    out = [(agent, sub.due_day, "reports_submitted", sign)]
+    if sub.ts <= sub.due_ts:
+        out.append((agent, sub.due_day, "reports_on_time", sign))
+    return out
+
+
+def _audit_facts(agent: str, audit: Audit, sign: int) -> list[Fact]:
+    out = [(agent, audit.period, "reports_audited", sign),
+           (agent, audit.period, "report_quality_milli", sign * audit.quality)]
+    if audit.truthful:
+        out.append((agent, audit.period, "reports_truthful", sign))
     return out

@@ -13,7 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from .events import (Complaint, Event, Message, OrderCancelled, OrderCreated, OrderFlagged, OrderPaid,
-                     OrderRefunded)
+                     OrderRefunded, Rating)
 from .facts import Fact
 from .params import US, Params
 from .shopclock import ShopClock
@@ -91,6 +91,11 @@ class Customer:
     orders: dict[str, Order] = field(default_factory=dict)
     paying: set[tuple[str | None, str]] = field(default_factory=set)  # (who, period) already counted
     touched: int = 0
+    # Everything needed to resume this customer lives here, so the state can be
+    # partitioned by customer (a Kafka partition, a Faust table key):
+    pending: list[tuple] = field(default_factory=list)   # heap (ts, rank, event_id, event): held for ordering
+    timers: list[tuple] = field(default_factory=list)    # heap (due, kind, key)
+    recent_ids: dict[str, int] = field(default_factory=dict)  # event_id -> ts, within the dedup horizon
 
     def credit(self, ts: int, lookback: int) -> str | None:
         """The agent of the most recent human reply within the look-back, if any."""
@@ -106,10 +111,11 @@ class CustomerLedger:
         self.params = params
         self.clock = clock or ShopClock(params)
         self.customers: dict[str, Customer] = {}
-        # (due, seq, kind, customer_id, key); a timer fires once time reaches `due`.
-        self.timers: list[tuple[int, int, str, str, tuple]] = []
-        self._seq = 0
-        self._next_sweep = 0   # forget idle customers once a day
+        # Indexes only, rebuilt from the customers by `reindex`: one (ts, customer_id)
+        # per held event, one (due, customer_id) per timer.
+        self.held: list[tuple[int, str]] = []
+        self.due: list[tuple[int, str]] = []
+        self.next_sweep = 0   # forget idle customers once a day
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -128,24 +134,82 @@ class CustomerLedger:
 
     # -- events ---------------------------------------------------------------
 
-    def apply(self, event: Event, ts: int) -> list[Fact]:
-        """Apply one chat, order or complaint event at time `ts` (µs); return its facts."""
-        cust = self.customers.get(event.customer_id)
+    def customer(self, cid: str) -> Customer:
+        cust = self.customers.get(cid)
         if cust is None:
-            cust = self.customers[event.customer_id] = Customer()
-        if ts > cust.touched:
-            cust.touched = ts
+            cust = self.customers[cid] = Customer()
+        return cust
+
+    def hold(self, cid: str, cust: Customer, item: tuple) -> None:
+        """Hold `(ts, rank, event_id, event)` until `release` reaches it."""
+        heapq.heappush(cust.pending, item)
+        heapq.heappush(self.held, (item[0], cid))
+
+    def next_held(self) -> int | None:
+        return self.held[0][0] if self.held else None
+
+    def release(self, before: int, timers_upto: int | None = None) -> list[Fact]:
+        """Apply every held event stamped before `before` and fire every timer due
+        at or before `timers_upto` (default: before `before`), customer by customer,
+        each customer's events and timers in time order; return the facts."""
+        if timers_upto is None:
+            timers_upto = before - 1
         out: list[Fact] = []
-        if type(event) is Message:
-            self._message(event, ts, cust, out)
-        elif type(event) is Complaint:
-            who = event.agent_id or cust.credit(ts, self.lookback)
-            out.append((who, self.clock.day(ts), "complaints", 1))
-        else:
-            self._order_event(event, ts, cust, out)
+        customers, held, due = self.customers, self.held, self.due
+        while held and held[0][0] < before:
+            cid = heapq.heappop(held)[1]
+            cust = customers.get(cid)
+            if cust is not None and cust.pending and cust.pending[0][0] < before:
+                self._run(cid, cust, before, timers_upto, out)
+        while due and due[0][0] <= timers_upto:
+            cid = heapq.heappop(due)[1]
+            cust = customers.get(cid)
+            if cust is not None and cust.timers and cust.timers[0][0] <= timers_upto:
+                self._run(cid, cust, before, timers_upto, out)
         return out
 
-    def _message(self, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
+    def _run(self, cid: str, cust: Customer, before: int, timers_upto: int, out: list[Fact]) -> None:
+        """Everything of one customer that is due, in time order; a timer fires before an
+        event stamped at or after its due time."""
+        pending, timers = cust.pending, cust.timers
+        while True:
+            next_event = pending[0][0] if pending and pending[0][0] < before else None
+            if timers and (timers[0][0] <= next_event if next_event is not None else timers[0][0] <= timers_upto):
+                _, kind, key = heapq.heappop(timers)
+                if kind == "wait":
+                    self._wait_expired(cust, key, out)
+                else:
+                    self._inquiry_ended(cust, key, out)
+            elif next_event is not None:
+                ts, _, _, event = heapq.heappop(pending)
+                self._apply(cid, cust, event, ts, out)
+            else:
+                return
+
+    def _apply(self, cid: str, cust: Customer, event: Event, ts: int, out: list[Fact]) -> None:
+        if ts > cust.touched:
+            cust.touched = ts
+        kind = type(event)
+        if kind is Message:
+            self._message(cid, event, ts, cust, out)
+        elif kind is Complaint:
+            who = event.agent_id or cust.credit(ts, self.lookback)
+            out.append((who, self.clock.day(ts), "complaints", 1))
+        elif kind is Rating:
+            day = self.clock.day(ts)
+            out.append((event.agent_id, day, "ratings", 1))
+            out.append((event.agent_id, day, "rating_sum", event.score))
+        else:
+            self._order_event(cid, event, ts, cust, out)
+
+    def apply(self, event: Event, ts: int) -> list[Fact]:
+        """Apply one customer-keyed event at `ts` (µs) now, without holding it; return its facts."""
+        out: list[Fact] = []
+        cid = event.customer_id
+        self._apply(cid, self.customer(cid), event, ts, out)
+        return out
+
+    def _message(self, cid: str, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
         conv = cust.conversations.get(m.conversation_id)
         if conv is None:
             conv = cust.conversations[m.conversation_id] = Conversation()
@@ -156,7 +220,7 @@ class CustomerLedger:
                 conv.wait = Wait(ts, start, self.clock.day(start))
                 # "not answered within" the limit: a reply exactly at the limit is in time,
                 # so the timer is due one µs after it.
-                self._timer(start + self.unanswered_after + 1, "wait", m.customer_id, (m.conversation_id, ts))
+                self._timer(cid, cust, start + self.unanswered_after + 1, "wait", (m.conversation_id, ts))
             return
         if m.sender != "agent" or m.auto_reply:
             return  # bots and canned replies leave the wait open
@@ -170,7 +234,7 @@ class CustomerLedger:
         if agent not in served:
             served.add(agent)
             out.append((agent, day, "served_customers", 1))
-            self._open_inquiry(m.customer_id, cust, agent, day, ts, out)
+            self._open_inquiry(cid, cust, agent, day, ts, out)
         wait = conv.wait
         if wait is None:
             return
@@ -202,9 +266,9 @@ class CustomerLedger:
         cust.inquiries.append(inq)
         if inq.counted:
             out.append((agent, day, "inquiries", 1))
-        self._timer(inq.end, "inquiry", cid, (agent, day))
+        self._timer(cid, cust, inq.end, "inquiry", (agent, day))
 
-    def _order_event(self, e: Event, ts: int, cust: Customer, out: list[Fact]) -> None:
+    def _order_event(self, cid: str, e: Event, ts: int, cust: Customer, out: list[Fact]) -> None:
         order = cust.orders.get(e.order_id)
         if order is None:
             order = cust.orders[e.order_id] = Order(seen_ts=ts)
@@ -263,33 +327,21 @@ class CustomerLedger:
 
     # -- time -----------------------------------------------------------------
 
-    def _timer(self, due: int, kind: str, cid: str, key: tuple) -> None:
-        self._seq += 1
-        heapq.heappush(self.timers, (due, self._seq, kind, cid, key))
+    def _timer(self, cid: str, cust: Customer, due: int, kind: str, key: tuple) -> None:
+        heapq.heappush(cust.timers, (due, kind, key))
+        heapq.heappush(self.due, (due, cid))
 
-    def next_due(self) -> int | None:
-        return self.timers[0][0] if self.timers else None
+    def reindex(self) -> None:
+        """Rebuild the indexes from the customers (after loading them from elsewhere)."""
+        self.held = [(item[0], cid) for cid, c in self.customers.items() for item in c.pending]
+        self.due = [(t[0], cid) for cid, c in self.customers.items() for t in c.timers]
+        heapq.heapify(self.held)
+        heapq.heapify(self.due)
 
-    def advance(self, now: int) -> list[Fact]:
-        """Fire every timer due at or before `now` (µs) and return the facts that follow."""
-        out: list[Fact] = []
-        timers = self.timers
-        if now >= self._next_sweep:
-            self._next_sweep = self.clock.midnight_after(now)
-            self._sweep(now)
-        while timers:
-            due, _, kind, cid, key = timers[0]
-            if due > now:
-                break
-            heapq.heappop(timers)
-            cust = self.customers.get(cid)
-            if cust is None:
-                continue
-            if kind == "wait":
-                self._wait_expired(cust, key, out)
-            else:
-                self._inquiry_ended(cust, key, out)
-        return out
+    def sweep(self, now: int, id_horizon: int) -> None:
+        """Once a day of event time: forget what no future event can need."""
+        self.next_sweep = self.clock.midnight_after(now)
+        self._sweep(now, id_horizon)
 
     def _wait_expired(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
         conv = cust.conversations.get(key[0])
@@ -311,16 +363,19 @@ class CustomerLedger:
                 keep.append(inq)
         cust.inquiries = keep
 
-    def _sweep(self, now: int) -> None:
+    def _sweep(self, now: int, id_horizon: int) -> None:
         """Forget what no future event can need, so memory follows open windows, not history."""
+        oldest_id = now - id_horizon
         two_days = 2 * 86400 * US
         yesterday = self.clock.day(now - 86400 * US)
-        month_end, grace = self.clock.month_end, self.order_grace
+        # Months before this one are closed (their end + grace has passed); a string
+        # compare suffices: "2026-10-31" < "2026-11" <= "2026-11-05".
+        open_month = self.clock.day(now - self.order_grace)[:7]
         gone = []
         for cid, cust in self.customers.items():
             # Rebuild a container only when something in it has expired: most have not.
-            if cust.orders and not all(self._order_needed(o, now) for o in cust.orders.values()):
-                cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now)}
+            if cust.orders and not all(self._order_needed(o, now, open_month) for o in cust.orders.values()):
+                cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now, open_month)}
             convs = cust.conversations
             if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
                 cust.conversations = convs = {k: c for k, c in convs.items()
@@ -331,20 +386,22 @@ class CustomerLedger:
             if any(d < yesterday for d in cust.served):
                 cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
             # distinct paying customers matter while the month can still change
-            if any(now >= month_end(p[1]) + grace for p in cust.paying):
-                cust.paying = {p for p in cust.paying if now < month_end(p[1]) + grace}
-            if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying) \
-                    and now - cust.last_reply_ts > self.lookback:
+            if any(p[1] < open_month for p in cust.paying):
+                cust.paying = {p for p in cust.paying if p[1] >= open_month}
+            ids = cust.recent_ids
+            # ids arrive in about time order: the first one tells whether any expired
+            if ids and next(iter(ids.values())) < oldest_id:
+                cust.recent_ids = {k: t for k, t in ids.items() if t >= oldest_id}
+            if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying or cust.pending
+                    or cust.timers or cust.recent_ids) and now - cust.last_reply_ts > self.lookback:
                 gone.append(cid)
         for cid in gone:
             del self.customers[cid]
 
-    def _order_needed(self, o: Order, now: int) -> bool:
+    def _order_needed(self, o: Order, now: int, open_month: str) -> bool:
         if not o.created:   # events of an order not yet created: wait a week for its creation
             return now - o.seen_ts <= 7 * 86400 * US
-        if now < self.clock.month_end(o.day) + self.order_grace:
+        if o.day >= open_month:
             return True
         return o.paid_ts is not None and now - o.paid_ts <= self.after_sales
 
-    def pending_waits(self) -> int:
-        return sum(1 for c in self.customers.values() for v in c.conversations.values() if v.wait)

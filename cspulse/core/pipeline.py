@@ -1,15 +1,20 @@
-"""The embedded pipeline: decode, de-duplicate, put back in event-time order, apply.
+"""The pipeline: decode, de-duplicate, put back in event-time order, apply.
 
-`Pipeline` chains the pure parts (ledger for customer-keyed events, desk for
-agent-keyed ones, book for the sums) behind a reorder buffer: an event is held
-until the newest event time seen is `allowed_lateness` past it, then released
-in event-time order, so any arrival order within the lateness gives the result
-of the in-order stream.  An event already older than that is counted late and
-applied at once, as well as it can be.
+`Pipeline` chains the pure parts: the ledger for customer-keyed events, the
+desk for agent-keyed ones, the book for the sums.  A customer's event is held
+in that customer's state until the newest event time seen is `allowed_lateness`
+past it, then applied in event-time order with the customer's timers, so any
+arrival order within the lateness gives the result of the in-order stream.  An
+event already older than that is counted late and applied at once, as well as
+it can be.  The desk's results do not depend on order, so it applies at once.
 
 Equal event times are ordered by a fixed rank (chat before orders, an order's
 creation before its payment, …) and then by `event_id`, so the result never
 depends on arrival order.
+
+Everything a customer needs (held events, timers, recent event ids for
+de-duplication) lives in its own state, so one `Pipeline` can run per Kafka
+partition, or one for a whole file.
 """
 
 from __future__ import annotations
@@ -27,20 +32,15 @@ from .ledger import CustomerLedger
 from .params import US, Params
 from .shopclock import ShopClock
 
-_CUSTOMER_KEYED = frozenset(EVENT_TYPES[t] for t in ("message", "order_created", "order_paid", "order_cancelled",
-                                                     "order_refunded", "order_flagged", "complaint"))
+# Agent-keyed events need no customer state and no ordering (the desk is order-independent).
+_AGENT_KEYED = frozenset(EVENT_TYPES[t] for t in ("qa_check", "report_submitted", "report_audited", "self_review",
+                                                  "manager_review", "goal_set", "improvement_plan_submitted"))
 # Rank among equal event times: a customer's message before the reply to it,
 # a reply before the order it earns, an order's creation before what follows it.
 _SENDER_RANK = {"customer": 0, "bot": 1, "agent": 2}
 _RANK = {EVENT_TYPES[t]: r for t, r in (("order_created", 3), ("order_paid", 4), ("order_refunded", 5),
-                                        ("order_cancelled", 5), ("order_flagged", 5), ("complaint", 6))}
-
-
-def _rank(e: Event) -> int:
-    kind = type(e)
-    if kind is Message:
-        return _SENDER_RANK[e.sender]
-    return _RANK.get(kind, 7)
+                                        ("order_cancelled", 5), ("order_flagged", 5), ("complaint", 6),
+                                        ("rating", 7))}
 
 
 @dataclass
@@ -54,6 +54,9 @@ class Stats:
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+
+_ALL = 1 << 62
 
 
 class Pipeline:
@@ -73,18 +76,14 @@ class Pipeline:
         self.lateness = round(self.params.allowed_lateness_s * US)
         self.horizon = round(self.params.dedup_horizon_s * US)
         self.max_ts: int | None = None
-        self.buffer: list[tuple[int, int, str, Event]] = []
-        self.recent_ids: dict[str, int] = {}   # event_id -> ts, for the dedup horizon
         self.track_ids = False
         self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
-        self._pruned_at = 0
-        self.listeners: list[Callable[[Event, int, list[Fact]], None]] = []
 
     # -- persistence ----------------------------------------------------------
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "listeners", "fresh_ids", "track_ids"):
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids"):
             state.pop(transient)
         return state
 
@@ -92,7 +91,7 @@ class Pipeline:
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
-        self.seen_before, self.listeners, self.fresh_ids, self.track_ids = None, [], [], False
+        self.seen_before, self.fresh_ids, self.track_ids = None, [], False
 
     # -- input ----------------------------------------------------------------
 
@@ -112,64 +111,51 @@ class Pipeline:
         self._accept(event)
 
     def _accept(self, event: Event) -> None:
-        ts = round(event.ts.timestamp() * US)   # to_us, inlined: this runs for every event
-        if self._is_duplicate(event.event_id, ts):
+        # The hot path: every event passes here, so lookups are inlined.
+        ts = round(event.ts.timestamp() * US)   # shopclock.to_us
+        eid = event.event_id
+        kind = type(event)
+        ledger = self.ledger
+        if kind in _AGENT_KEYED:
+            cid = cust = None
+            ids = self.desk.file(event.agent_id).recent_ids
+        else:
+            cid = event.customer_id
+            cust = ledger.customers.get(cid) or ledger.customer(cid)
+            ids = cust.recent_ids
+        max_ts = self.max_ts
+        if eid in ids or (self.seen_before is not None and max_ts is not None
+                          and ts < max_ts - self.horizon and self.seen_before(eid)):
+            # Older than the in-memory horizon: the store has every id it applied.
             self.stats.duplicates += 1
             return
-        self.recent_ids[event.event_id] = ts
+        ids[eid] = ts
         if self.track_ids:
-            self.fresh_ids.append((event.event_id, ts))
-        self.stats.applied += 1  # accepted: it will be applied, in event-time order
-        if self.max_ts is None or ts > self.max_ts:
-            self.max_ts = ts
-        watermark = self.max_ts - self.lateness
+            self.fresh_ids.append((eid, ts))
+        stats = self.stats
+        stats.applied += 1  # accepted: it will be applied, in event-time order
+        if max_ts is None or ts > max_ts:
+            self.max_ts = max_ts = ts
+        watermark = max_ts - self.lateness
         if ts < watermark:
-            self.stats.late += 1
-        heapq.heappush(self.buffer, (ts, _rank(event), event.event_id, event))
-        self._release(watermark)
-        if watermark - self._pruned_at > self.horizon:
-            self._prune_ids(watermark)
-
-    def _is_duplicate(self, event_id: str, ts: int) -> bool:
-        if event_id in self.recent_ids:
-            return True
-        # Older than the in-memory horizon: ask the store, which has every id it applied.
-        if self.seen_before is not None and self.max_ts is not None and ts < self.max_ts - self.horizon:
-            return self.seen_before(event_id)
-        return False
-
-    def _prune_ids(self, watermark: int) -> None:
-        cutoff = watermark - self.horizon
-        self.recent_ids = {k: t for k, t in self.recent_ids.items() if t >= cutoff}
-        self._pruned_at = watermark
-
-    # -- processing -----------------------------------------------------------
-
-    def _release(self, upto: int) -> None:
-        buffer = self.buffer
-        while buffer and buffer[0][0] < upto:
-            ts, _, _, event = heapq.heappop(buffer)
-            self._apply(event, ts)
-
-    def _apply(self, event: Event, ts: int) -> None:
-        ledger = self.ledger
-        if ledger.timers and ledger.timers[0][0] <= ts or ts >= ledger._next_sweep:
-            self.book.add_all(ledger.advance(ts))
-        if type(event) in _CUSTOMER_KEYED:
-            facts = ledger.apply(event, ts)
+            stats.late += 1
+        if cust is None:
+            self.book.add_all(self.desk.apply(event, ts))
         else:
-            facts = self.desk.apply(event, ts)
-        self.book.add_all(facts)
-        for listener in self.listeners:
-            listener(event, ts, facts)
+            rank = _SENDER_RANK[event.sender] if kind is Message else _RANK[kind]
+            ledger.hold(cid, cust, (ts, rank, eid, event))
+        if ledger.held and ledger.held[0][0] < watermark or ledger.due and ledger.due[0][0] < watermark:
+            self.book.add_all(ledger.release(watermark))
+        if watermark >= ledger.next_sweep:
+            ledger.sweep(watermark, self.horizon)
+            self.desk.prune_ids(watermark - self.horizon)
 
     def finish(self, until: int | None = None) -> None:
-        """Release every buffered event and fire what time decides up to `until`
+        """Apply every held event and fire what time decides up to `until`
         (default: the newest event time seen).  Used at the end of a replay."""
-        self._release(1 << 62)
         now = until if until is not None else self.max_ts
         if now is not None:
-            self.book.add_all(self.ledger.advance(now))
+            self.book.add_all(self.ledger.release(_ALL, now))
 
     def drain_fresh_ids(self) -> list[tuple[str, int]]:
         out, self.fresh_ids = self.fresh_ids, []

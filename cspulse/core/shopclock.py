@@ -20,7 +20,6 @@ class ShopClock:
         self.zone = params.zone
         self.open_s, self.close_s = params.service_window
         self._cache: dict[int, tuple[str, int, int]] = {}
-        self._month_ends: dict[str, int] = {}
 
     def _quarter(self, ts: int) -> tuple[str, int, int]:
         q = ts // _QUARTER
@@ -41,15 +40,6 @@ class ShopClock:
     def midnight(self, day: date) -> int:
         """The instant the local day `day` begins."""
         return _us(datetime.combine(day, time(0), self.zone))
-
-    def month_end(self, day: str) -> int:
-        """The instant the local month of `day` (YYYY-MM-DD or YYYY-MM) ends."""
-        month = day[:7]
-        end = self._month_ends.get(month)
-        if end is None:
-            y, m = int(month[:4]), int(month[5:7])
-            end = self._month_ends[month] = self.midnight(date(y + m // 12, m % 12 + 1, 1))
-        return end
 
     def midnight_after(self, ts: int) -> int:
         """The instant the local day of `ts` ends."""

@@ -16,7 +16,8 @@ def test_state_follows_open_windows_not_the_number_of_events():
             p.feed_line(agent(f"{day}T10:00:30", c=c))
             p.feed_line(ev("order_created", f"{day}T10:05:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
             p.feed_line(ev("order_paid", f"{day}T10:06:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
-        sizes[d] = (len(p.ledger.customers), len(p.recent_ids), len(p.ledger.timers))
+        held = p.ledger.customers.values()
+        sizes[d] = (len(held), sum(len(c.recent_ids) for c in held), sum(len(c.timers) for c in held))
     # 1,800 customers came; only those with an order in an open month or a payment
     # within the 21-day after-sales window stay: at most a month and a bit of them.
     customers_end, ids_end, timers_end = sizes[89]
