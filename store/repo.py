@@ -6,6 +6,7 @@ import hashlib
 import io
 import pickle
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import delete, text, tuple_, update
 from sqlalchemy.engine import Engine
@@ -17,9 +18,16 @@ from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, RejectedEvent, 
 _CHUNK = 5000
 
 
-def connect(url: str) -> Engine:
-    """An engine for `url` with the schema in place."""
+class MissingDatabase(Exception):
+    """A command that only reads was pointed at a database that does not exist."""
+
+
+def connect(url: str, *, must_exist: bool = False) -> Engine:
+    """An engine for `url` with the schema in place (`must_exist`: refuse to create a SQLite file)."""
     engine = create_engine(url)
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if must_exist and path and path != ":memory:" and not Path(path).exists():
+        raise MissingDatabase(f"{url}: no such database; fill one with `cspulse replay FILE --db {url}`")
     if engine.dialect.name == "sqlite":
         with engine.connect() as c:
             c.exec_driver_sql("PRAGMA journal_mode=WAL")

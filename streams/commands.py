@@ -59,7 +59,7 @@ def one_line_errors(fn):
         except UsageError as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(2)
-        except (InputError, ValueError) as e:
+        except (InputError, ValueError, repo.MissingDatabase) as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(1)
         except ArgumentError as e:
@@ -181,7 +181,7 @@ async def produce(self, files: tuple[str, ...], topic_prefix: str | None, partit
 async def kpis(self, period: str, agent: str | None, as_json: bool, db: str | None) -> None:
     """Show the KPIs of a day or month, per agent and for the shop."""
     period = parse_period(period)
-    engine = repo.connect(db_url(db))
+    engine = repo.connect(db_url(db), must_exist=True)
     with Session(engine) as session:
         rows = repo.read_kpis(period, session=session, agent_id=agent)
         goals = repo.read_goals(period[:7], session=session)

@@ -160,9 +160,15 @@ class Broker:
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
         if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.process:
-            self.process.wait(5)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                print(f"kafka: broker pid {pid} did not exit after SIGKILL", file=sys.stderr)
         self.pidfile.unlink(missing_ok=True)
 
 

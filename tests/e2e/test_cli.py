@@ -96,6 +96,7 @@ def test_simulate_is_deterministic_for_a_seed(tmp_path):
     (["replay", "-", "--until", "2026-11-30T00:00:00"], "--until: '2026-11-30T00:00:00' has no UTC offset"),
     (["kpis", "--period", "2026-11", "--db", "nonsense://x"], "--db: not a database URL"),
     (["simulate", "--days", "0"], "--days: must be at least 1"),
+    (["kpis", "--period", "2026-11", "--db", "sqlite:///no/such.db"], "sqlite:///no/such.db: no such database"),
     (["simulate", "--start", "2026-02-30"], "--start: '2026-02-30' is not a date"),
 ])
 def test_bad_arguments_get_one_line_and_no_traceback(args, message, tmp_path):
