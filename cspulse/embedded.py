@@ -20,7 +20,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from cspulse.core import Params, Pipeline
+from cspulse.core import KpiBook, Params, Pipeline
+from cspulse.core.desk import AgentDesk
 from store import repo
 from store.models import GoalRow, ReplayRun
 
@@ -112,16 +113,16 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
         seen.close()
         if gc_was_enabled:
             gc.enable()
-    # The saved state stops short of the evaluation below, so the next replay
-    # continues the stream exactly; the stored KPIs are "as of" `until`.
-    pipeline.finish(until)
+    # The state goes on holding the last events for ordering, so the next replay
+    # continues the stream exactly; the stored KPIs are a view "as of" `until`.
+    book = pipeline.view(until)
     s = pipeline.stats
     run = ReplayRun(started_at=started, finished_at=datetime.now(timezone.utc),
                     sources=", ".join(x.name for x in sources),
                     read=s.read - before[0], applied=s.applied - before[1], duplicates=s.duplicates - before[2],
                     rejected=s.rejected_total - before[3], late=s.late - before[4])
     with Session(engine) as session:
-        store_results(pipeline, session=session)
+        store_results(book, pipeline.desk, session=session)
         repo.add_run(run, session=session)
         session.commit()
         session.refresh(run)
@@ -137,12 +138,11 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine) -> None:
     rejects.clear()
 
 
-def store_results(pipeline: Pipeline, *, session: Session) -> None:
+def store_results(book: KpiBook, desk: AgentDesk, *, session: Session) -> None:
     """Write every KPI of every (agent or shop, period) and the goals to the store."""
-    book = pipeline.book
     repo.write_kpis({key: book.kpis(*key) for key in book.counters}, session=session)
     repo.write_goals((GoalRow(period=period, agent_id=agent, kpi=kpi, target=g.target, reviewer=g.reviewer,
                               event_id=g.event_id)
-                      for agent, f in pipeline.desk.agents.items() for (period, kpi), g in f.goals.items()),
+                      for agent, f in desk.agents.items() for (period, kpi), g in f.goals.items()),
                      session=session)
 

@@ -25,6 +25,7 @@ class KpiBook:
     def __init__(self) -> None:
         self.stated: dict[tuple[str | None, str], defaultdict[str, int]] = {}
         self._rolled: dict[tuple[str | None, str], dict[str, int]] | None = None
+        self.changed: set[tuple[str | None, str]] | None = None   # buckets touched, when tracked
 
     def add(self, fact: Fact) -> None:
         """Count one fact (see facts.py for how it rolls up)."""
@@ -34,15 +35,34 @@ class KpiBook:
             b = self.stated[(who, period)] = defaultdict(int)
         b[name] += delta
         self._rolled = None
+        if self.changed is not None:
+            self.changed.add((who, period))
 
     def add_all(self, facts) -> None:
         """`add` for many facts (the hot path: one call per event)."""
-        stated = self.stated
+        stated, changed = self.stated, self.changed
         for who, period, name, delta in facts:
             b = stated.get((who, period))
             if b is None:
                 b = stated[(who, period)] = defaultdict(int)
             b[name] += delta
+            if changed is not None:
+                changed.add((who, period))
+        self._rolled = None
+
+    def copy(self) -> "KpiBook":
+        twin = KpiBook()
+        twin.stated = {k: defaultdict(int, v) for k, v in self.stated.items()}
+        return twin
+
+    def merge(self, other: "KpiBook") -> None:
+        """Add another book's counters (books of several partitions sum to the whole)."""
+        for key, bucket in other.stated.items():
+            mine = self.stated.get(key)
+            if mine is None:
+                mine = self.stated[key] = defaultdict(int)
+            for name, value in bucket.items():
+                mine[name] += value
         self._rolled = None
 
     @property

@@ -72,6 +72,7 @@ class AgentDesk:
     def __init__(self, clock: ShopClock) -> None:
         self.clock = clock
         self.agents: dict[str, AgentFile] = {}
+        self.changed: set[str] | None = None   # agents touched, when tracked
 
     def __getstate__(self):
         return {"agents": self.agents}
@@ -79,6 +80,7 @@ class AgentDesk:
     def __setstate__(self, state):
         self.agents = state["agents"]
         self.clock = None  # set by the owner after loading
+        self.changed = None
 
     def file(self, agent_id: str) -> AgentFile:
         f = self.agents.get(agent_id)

@@ -9,7 +9,9 @@ an inquiry's window) and forgets customers with nothing left open.
 
 from __future__ import annotations
 
+import copy
 import heapq
+import pickle
 from dataclasses import dataclass, field
 
 from .events import (Complaint, Event, Message, OrderCancelled, OrderCreated, OrderFlagged, OrderPaid,
@@ -116,6 +118,10 @@ class CustomerLedger:
         self.held: list[tuple[int, str]] = []
         self.due: list[tuple[int, str]] = []
         self.next_sweep = 0   # forget idle customers once a day
+        # Customers changed or removed since the owner last looked (`track_changes`):
+        # what a durable mirror (a Faust table) must write.
+        self.changed: set[str] | None = None
+        self.removed: set[str] | None = None
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -171,6 +177,8 @@ class CustomerLedger:
     def _run(self, cid: str, cust: Customer, before: int, timers_upto: int, out: list[Fact]) -> None:
         """Everything of one customer that is due, in time order; a timer fires before an
         event stamped at or after its due time."""
+        if self.changed is not None:
+            self.changed.add(cid)
         pending, timers = cust.pending, cust.timers
         while True:
             next_event = pending[0][0] if pending and pending[0][0] < before else None
@@ -331,6 +339,15 @@ class CustomerLedger:
         heapq.heappush(cust.timers, (due, kind, key))
         heapq.heappush(self.due, (due, cid))
 
+    def shadow(self, cids) -> "CustomerLedger":
+        """A ledger over copies of some customers, to look ahead without changing anything."""
+        twin = copy.copy(self)
+        twin.customers = {cid: pickle.loads(pickle.dumps(self.customers[cid], pickle.HIGHEST_PROTOCOL))
+                          for cid in cids if cid in self.customers}
+        twin.changed = twin.removed = None
+        twin.reindex()
+        return twin
+
     def reindex(self) -> None:
         """Rebuild the indexes from the customers (after loading them from elsewhere)."""
         self.held = [(item[0], cid) for cid, c in self.customers.items() for item in c.pending]
@@ -397,6 +414,9 @@ class CustomerLedger:
                 gone.append(cid)
         for cid in gone:
             del self.customers[cid]
+        if self.changed is not None:
+            self.changed.update(self.customers)
+            self.removed.update(gone)
 
     def _order_needed(self, o: Order, now: int, open_month: str) -> bool:
         if not o.created:   # events of an order not yet created: wait a week for its creation

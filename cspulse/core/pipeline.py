@@ -119,10 +119,14 @@ class Pipeline:
         if kind in _AGENT_KEYED:
             cid = cust = None
             ids = self.desk.file(event.agent_id).recent_ids
+            if self.desk.changed is not None:
+                self.desk.changed.add(event.agent_id)
         else:
             cid = event.customer_id
             cust = ledger.customers.get(cid) or ledger.customer(cid)
             ids = cust.recent_ids
+            if ledger.changed is not None:
+                ledger.changed.add(cid)
         max_ts = self.max_ts
         if eid in ids or (self.seen_before is not None and max_ts is not None
                           and ts < max_ts - self.horizon and self.seen_before(eid)):
@@ -149,6 +153,29 @@ class Pipeline:
         if watermark >= ledger.next_sweep:
             ledger.sweep(watermark, self.horizon)
             self.desk.prune_ids(watermark - self.horizon)
+
+    def view(self, until: int | None = None) -> KpiBook:
+        """The book as `finish(until)` would leave it, without changing anything: held
+        events are applied and due timers fired on copies of the customers concerned."""
+        now = until if until is not None else self.max_ts
+        book = self.book.copy()
+        if now is None:
+            return book
+        ledger = self.ledger
+        concerned = {cid for _, cid in ledger.held} | {cid for due, cid in ledger.due if due <= now}
+        book.add_all(ledger.shadow(concerned).release(_ALL, now))
+        return book
+
+    def track_changes(self) -> None:
+        """Start recording what changes, for an owner that mirrors the state elsewhere."""
+        self.ledger.changed, self.ledger.removed = set(), set()
+        self.desk.changed, self.book.changed = set(), set()
+
+    def drain_changes(self) -> tuple[set, set, set, set]:
+        """(customers changed, customers removed, agents changed, book buckets changed) since last asked."""
+        out = (self.ledger.changed, self.ledger.removed, self.desk.changed, self.book.changed)
+        self.track_changes()
+        return out
 
     def finish(self, until: int | None = None) -> None:
         """Apply every held event and fire what time decides up to `until`

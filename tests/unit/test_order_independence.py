@@ -87,3 +87,18 @@ def test_shuffling_within_lateness_and_duplicating_leaves_every_kpi_unchanged(se
     p = run(*noisy, until=end, params=Params())
     assert p.stats.late == 0
     assert all_kpis(p) == expected
+
+
+def test_view_shows_what_finish_would_without_changing_the_state():
+    import pickle
+    lines = day_of_events(7)
+    p = Pipeline()
+    for line in lines:
+        p.feed_line(line)
+    from eventkit import at
+    until = at("2026-11-05T00:00:00")
+    before = pickle.dumps(p)
+    seen = p.view(until)
+    assert pickle.dumps(p) == before
+    p.finish(until)
+    assert {k: seen.kpis(*k) for k in seen.counters} == all_kpis(p)
