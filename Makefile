@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench kafka kafka-stop clean
+.PHONY: demo test unit bench bench-kafka kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -24,6 +24,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py
+
+bench-kafka: $(STAMP)
+	$(BIN)/python bench/worker.py
 
 # A local single-node Apache Kafka 4 (KRaft) on 127.0.0.1:9092, jars from Maven Central (cached).
 kafka:

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     kafka: str = "127.0.0.1:9092"
     partitions: int = Field(8, ge=1)       # of each input topic; chat, orders and feedback share it
     topic_prefix: str = ""                 # e.g. "shop1." -> shop1.cs.chat
+    web_port: int = Field(6066, ge=1, le=65535)   # the worker's /metrics
+    store_interval_s: float = Field(10, gt=0)     # how often the worker writes KPIs to the store
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"

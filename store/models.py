@@ -58,6 +58,15 @@ class SeenEvent(SQLModel, table=True):
     ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class PartitionBook(SQLModel, table=True):
+    """The worker's counters of one Kafka partition as of its last store write (JSON)."""
+
+    __tablename__ = "partition_book"
+    partition: int = Field(primary_key=True)
+    counters: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class CoreState(SQLModel, table=True):
     """The pipeline's state, so that the next replay continues where this one stopped."""
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import io
+import json
 import pickle
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import delete, text, tuple_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from cspulse.core import KPIS
-from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, RejectedEvent, ReplayRun, utcnow
+from cspulse.core import KPIS, KpiBook
+from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, PartitionBook, RejectedEvent, ReplayRun, utcnow
 
 _CHUNK = 5000
 
@@ -31,7 +35,14 @@ def connect(url: str, *, must_exist: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         with engine.connect() as c:
             c.exec_driver_sql("PRAGMA journal_mode=WAL")
-    SQLModel.metadata.create_all(engine)
+    for attempt in range(20):
+        try:
+            SQLModel.metadata.create_all(engine)
+            break
+        except OperationalError as e:   # another process is creating the schema at the same moment
+            if "already exists" not in str(e) and "locked" not in str(e) or attempt == 19:
+                raise
+            time.sleep(0.1)
     return engine
 
 
@@ -141,9 +152,31 @@ def read_kpis(period: str, *, session: Session, agent_id: str | None = None) -> 
     return {who: {k: kv[k] for k in order if k in kv} for who, kv in out.items()}
 
 
-def write_goals(goals: Iterable[GoalRow], *, session: Session) -> None:
+def write_goals(goals: Iterable, *, session: Session) -> None:
+    """Goals as GoalRow, or (agent_id, period, kpi, core Goal) tuples."""
     for goal in goals:
+        if isinstance(goal, tuple):
+            agent, period, kpi, g = goal
+            goal = GoalRow(period=period, agent_id=agent, kpi=kpi, target=g.target, reviewer=g.reviewer,
+                           event_id=g.event_id)
         session.merge(goal)
+
+
+def write_partition_books(views: dict[int, dict], *, session: Session) -> None:
+    for partition, counters in views.items():
+        session.merge(PartitionBook(partition=partition, counters=json.dumps(counters), updated_at=utcnow()))
+
+
+def kpis_from_partition_books(*, session: Session) -> dict[tuple[str | None, str], dict]:
+    """KPI values from the sum of every partition's counters (the worker's view)."""
+    book = KpiBook()
+    for row in session.exec(select(PartitionBook)):
+        part = KpiBook()
+        for key, counters in json.loads(row.counters).items():
+            who, period = key.split("|", 1)
+            part.stated[(who or None, period)] = defaultdict(int, counters)
+        book.merge(part)
+    return {key: book.kpis(*key) for key in book.counters}
 
 
 def add_run(run: ReplayRun, *, session: Session) -> None:

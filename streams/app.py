@@ -1,7 +1,7 @@
 """The Faust application and the `cspulse` command line (Faust's own, `app.main()`).
 
-The stream processors of the Kafka runtime will sit on this app beside the
-embedded commands, so `cspulse worker` and `cspulse replay` share one entry point.
+The stream processors (streams/worker.py) sit on this app beside the embedded
+commands, so `cspulse worker` and `cspulse replay` share one entry point.
 """
 
 from __future__ import annotations
@@ -13,13 +13,25 @@ import faust
 
 from cspulse.settings import Settings
 
+try:
+    SETTINGS = Settings()
+except Exception:   # main() reports bad settings in one line; let the import succeed
+    SETTINGS = Settings.model_construct()
+
 app = faust.App(
-    "cspulse",
-    # Settings.kafka reads the same variable; the broker is only reached by `worker`/`produce`.
-    broker=f"kafka://{os.environ.get('CSPULSE_KAFKA', '127.0.0.1:9092')}",
+    f"cspulse{os.environ.get('CSPULSE_APP_SUFFIX', '')}",
+    broker=f"kafka://{SETTINGS.kafka}",   # only `worker` reaches it
     autodiscover=False,
-    store="memory://",
-    web_enabled=False,
+    store="memory://",          # tables are rebuilt from their changelog topics on start
+    # Changelog writes, dead letters and offsets commit in one Kafka transaction per
+    # partition: a crash or restart loses no event and counts none twice.
+    processing_guarantee="exactly_once",
+    topic_partitions=SETTINGS.partitions,
+    topic_replication_factor=1,
+    web_port=SETTINGS.web_port,
+    # A killed worker's partitions move on after 10 s, not Kafka's default 45-60 s.
+    broker_session_timeout=10,
+    broker_heartbeat_interval=1,
 )
 
 
@@ -31,6 +43,6 @@ def main() -> None:
         first = str(e).splitlines()
         detail = " ".join(first[1:3]) if len(first) > 2 else str(e)
         sys.exit(f"cspulse: bad setting: {detail.strip()} (check your CSPULSE_* environment and .env)")
-    from streams import commands  # noqa: F401  registers the commands on `app`
+    from streams import commands, worker  # noqa: F401  register commands, topics, tables and agents on `app`
     commands.SETTINGS = settings
     app.main()

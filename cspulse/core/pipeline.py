@@ -77,6 +77,8 @@ class Pipeline:
         self.horizon = round(self.params.dedup_horizon_s * US)
         self.max_ts: int | None = None
         self.track_ids = False
+        self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
+        self.expected_inputs: frozenset[str] = frozenset()
         self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
 
     # -- persistence ----------------------------------------------------------
@@ -95,14 +97,19 @@ class Pipeline:
 
     # -- input ----------------------------------------------------------------
 
-    def feed_line(self, line: bytes | str) -> Rejected | None:
-        """Decode and feed one JSON line; return the rejection if it was bad."""
+    def feed_line(self, line: bytes | str, source: str | None = None, idle=()) -> Rejected | None:
+        """Decode and feed one JSON line; return the rejection if it was bad.
+
+        `source` names the input it came from when there are several (Kafka topics
+        read at their own pace): the stream's time is then the slowest input's, so
+        one topic read ahead of another does not make the other's events late.
+        Inputs in `idle` (nothing new for a while) are left out of that minimum."""
         self.stats.read += 1
         event = decode(line)
         if isinstance(event, Rejected):
             self.stats.rejected[event.kind] += 1
             return event
-        self._accept(event)
+        self._accept(event, source, idle)
         return None
 
     def feed(self, event: Event) -> None:
@@ -110,7 +117,7 @@ class Pipeline:
         self.stats.read += 1
         self._accept(event)
 
-    def _accept(self, event: Event) -> None:
+    def _accept(self, event: Event, source: str | None = None, idle=()) -> None:
         # The hot path: every event passes here, so lookups are inlined.
         ts = round(event.ts.timestamp() * US)   # shopclock.to_us
         eid = event.event_id
@@ -140,7 +147,15 @@ class Pipeline:
         stats.applied += 1  # accepted: it will be applied, in event-time order
         if max_ts is None or ts > max_ts:
             self.max_ts = max_ts = ts
-        watermark = max_ts - self.lateness
+        if source is None:
+            watermark = max_ts - self.lateness
+        else:
+            tops = self.input_max
+            if ts > tops.get(source, -1):
+                tops[source] = ts
+            # an expected input not heard from yet holds everything back (-1)
+            slowest = min((tops.get(s, -1) for s in self.expected_inputs if s not in idle), default=max_ts)
+            watermark = min(max_ts, slowest) - self.lateness
         if ts < watermark:
             stats.late += 1
         if cust is None:

@@ -1,0 +1,159 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from cspulse import embedded
+from cspulse.core import Params
+from cspulse.core.shopclock import to_us
+from store import repo
+from test_produce import read_topic
+
+CSPULSE = str(Path(sys.executable).parent / "cspulse")
+MONTH = "2026-11"
+
+
+def month_kpis(url):
+    try:
+        engine = repo.connect(url, must_exist=True)
+        with Session(engine) as s:
+            return repo.read_kpis(MONTH, session=s)
+    except (repo.MissingDatabase, OperationalError):   # the worker is still creating it
+        return None
+
+
+class Workers:
+    """Worker processes of one app (own topics, group and database) on the shared broker."""
+
+    def __init__(self, kafka, tmp_path, partitions=4):
+        tag = uuid.uuid4().hex[:8]
+        self.db = f"sqlite:///{tmp_path / 'worker.db'}"
+        self.env = {**os.environ, "CSPULSE_KAFKA": kafka, "CSPULSE_TOPIC_PREFIX": f"w{tag}.",
+                    "CSPULSE_APP_SUFFIX": f"-{tag}", "CSPULSE_PARTITIONS": str(partitions),
+                    "CSPULSE_DATABASE_URL": self.db, "CSPULSE_STORE_INTERVAL_S": "1"}
+        self.tmp, self.procs, self.kafka, self.prefix = tmp_path, [], kafka, f"w{tag}."
+
+    def produce(self, path):
+        subprocess.run([CSPULSE, "produce", str(path)], env=self.env, check=True, capture_output=True)
+
+    def start(self, n=0):
+        log = open(self.tmp / f"worker{n}-{len(self.procs)}.log", "wb")
+        env = {**self.env, "CSPULSE_WEB_PORT": str(_free_port())}
+        proc = subprocess.Popen([CSPULSE, "worker", "-l", "info"], env=env, stdout=log, stderr=log,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def wait_for(self, expected, timeout=120):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = month_kpis(self.db)
+            if got == expected:
+                return got
+            time.sleep(1)
+        return got
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _free_port():
+    from broker import free_port
+    return free_port()
+
+
+@pytest.fixture
+def workers(kafka, tmp_path):
+    w = Workers(kafka, tmp_path)
+    yield w
+    w.stop()
+
+
+def simulated(tmp_path, days=3, traffic=40):
+    path = tmp_path / "events.jsonl"
+    subprocess.run([CSPULSE, "simulate", "--agents", "3", "--days", str(days), "--traffic", str(traffic),
+                    "--duplicates", "0.01", "--bad", "0.01", "--disorder", "120", "-o", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def replayed(path, tmp_path):
+    # The worker shows KPIs as of now; so does a replay told to evaluate as of now.
+    url = f"sqlite:///{tmp_path / 'replay.db'}"
+    now = to_us(datetime.now(timezone.utc))
+    embedded.replay(embedded.open_sources([str(path)]), engine=repo.connect(url), params=Params(), until=now)
+    return month_kpis(url)
+
+
+def test_worker_gives_exactly_the_kpis_of_replay(workers, tmp_path):
+    path = simulated(tmp_path)
+    expected = replayed(path, tmp_path)
+    workers.produce(path)
+    workers.start()
+    assert workers.wait_for(expected) == expected
+
+
+def test_bad_messages_on_an_input_topic_go_to_rejected_and_the_worker_goes_on(workers, tmp_path):
+    path = simulated(tmp_path, days=1, traffic=20)
+    expected = replayed(path, tmp_path)
+    workers.produce(path)   # creates the topics
+    producer = KafkaProducer(bootstrap_servers=workers.kafka)
+    for bad in (b"{not json", b'{"event_id":"x","type":"order_paid","ts":"2026-11-01T10:00:00+08:00",'
+                              b'"order_id":"o","customer_id":"c","amount":-5}'):
+        producer.send(workers.prefix + "cs.orders", key=b"c", value=bad)   # past `produce`'s checks
+    producer.flush()
+    workers.start()
+    assert workers.wait_for(expected) == expected
+    reasons = [json.loads(r.value)["reason"] for r in read_topic(workers.kafka, workers.prefix + "cs.rejected")]
+    assert "amount: must be >= 0" in reasons
+    assert any(r.startswith("json: ") for r in reasons)
+
+
+def test_killed_mid_stream_and_restarted_the_worker_still_gives_exactly_replay(workers, tmp_path):
+    path = simulated(tmp_path, traffic=300)
+    expected = replayed(path, tmp_path)
+    workers.produce(path)
+    first = workers.start()
+    # kill -9 once it has stored part of the stream, not all of it
+    deadline = time.monotonic() + 90
+    partial = None
+    while time.monotonic() < deadline:
+        partial = month_kpis(workers.db)
+        if partial:
+            break
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert partial and partial != expected, "the worker finished before it could be killed mid-stream"
+    workers.start()
+    assert workers.wait_for(expected, timeout=180) == expected
+
+
+def test_two_workers_sharing_the_partitions_give_exactly_replay(workers, tmp_path):
+    path = simulated(tmp_path, traffic=120)
+    expected = replayed(path, tmp_path)
+    workers.produce(path)
+    workers.start(0)
+    workers.start(1)
+    assert workers.wait_for(expected, timeout=180) == expected
+    logs = [p.read_text(errors="replace") for p in tmp_path.glob("worker*.log")]
+    # both took part: each restored some partitions
+    assert all("restored" in log for log in logs), "one worker got no partition"
