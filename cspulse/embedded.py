@@ -23,7 +23,7 @@ from sqlmodel import Session
 from cspulse.core import KpiBook, Params, Pipeline
 from cspulse.core.desk import AgentDesk
 from store import repo
-from store.models import GoalRow, ReplayRun
+from store.models import ReplayRun
 
 CHECKPOINT_EVERY = 200_000   # events between saves of ids + state (bounds memory and redo)
 
@@ -141,8 +141,5 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine) -> None:
 def store_results(book: KpiBook, desk: AgentDesk, *, session: Session) -> None:
     """Write every KPI of every (agent or shop, period) and the goals to the store."""
     repo.write_kpis({key: book.kpis(*key) for key in book.counters}, session=session)
-    repo.write_goals((GoalRow(period=period, agent_id=agent, kpi=kpi, target=g.target, reviewer=g.reviewer,
-                              event_id=g.event_id)
-                      for agent, f in desk.agents.items() for (period, kpi), g in f.goals.items()),
-                     session=session)
+    repo.write_goals(repo.goal_rows(desk.agents), session=session)
 

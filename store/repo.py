@@ -7,7 +7,6 @@ import time
 import io
 import json
 import pickle
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -152,13 +151,15 @@ def read_kpis(period: str, *, session: Session, agent_id: str | None = None) -> 
     return {who: {k: kv[k] for k in order if k in kv} for who, kv in out.items()}
 
 
-def write_goals(goals: Iterable, *, session: Session) -> None:
-    """Goals as GoalRow, or (agent_id, period, kpi, core Goal) tuples."""
+def goal_rows(agent_files) -> list[GoalRow]:
+    """The goals held in the core's agent files ({agent_id: AgentFile}) as rows."""
+    return [GoalRow(period=period, agent_id=agent, kpi=kpi, target=g.target, reviewer=g.reviewer,
+                    event_id=g.event_id)
+            for agent, f in agent_files.items() for (period, kpi), g in f.goals.items()]
+
+
+def write_goals(goals: Iterable[GoalRow], *, session: Session) -> None:
     for goal in goals:
-        if isinstance(goal, tuple):
-            agent, period, kpi, g = goal
-            goal = GoalRow(period=period, agent_id=agent, kpi=kpi, target=g.target, reviewer=g.reviewer,
-                           event_id=g.event_id)
         session.merge(goal)
 
 
@@ -171,11 +172,9 @@ def kpis_from_partition_books(*, session: Session) -> dict[tuple[str | None, str
     """KPI values from the sum of every partition's counters (the worker's view)."""
     book = KpiBook()
     for row in session.exec(select(PartitionBook)):
-        part = KpiBook()
         for key, counters in json.loads(row.counters).items():
             who, period = key.split("|", 1)
-            part.stated[(who or None, period)] = defaultdict(int, counters)
-        book.merge(part)
+            book.add_all((who or None, period, name, value) for name, value in counters.items())
     return {key: book.kpis(*key) for key in book.counters}
 
 

@@ -29,6 +29,8 @@ from cspulse.simulate import Simulator
 from store import repo
 from streams import views
 from streams.app import app
+from streams.produce import KafkaUnavailable
+from streams.produce import produce as send_to_kafka
 
 SETTINGS: Settings = Settings.model_construct()
 
@@ -59,7 +61,7 @@ def one_line_errors(fn):
         except UsageError as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(2)
-        except (InputError, ValueError, repo.MissingDatabase) as e:
+        except (InputError, ValueError, repo.MissingDatabase, KafkaUnavailable) as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(1)
         except ArgumentError as e:
@@ -71,12 +73,6 @@ def one_line_errors(fn):
             sys.exit(1)
         except BrokenPipeError:
             sys.exit(0)
-        except Exception as e:
-            from streams.produce import KafkaUnavailable
-            if isinstance(e, KafkaUnavailable):
-                print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
-                sys.exit(1)
-            raise
     return wrapper
 
 
@@ -159,14 +155,13 @@ async def replay(self, files: tuple[str, ...], db: str | None, until: str | None
 @one_line_errors
 async def produce(self, files: tuple[str, ...], topic_prefix: str | None, partitions: int | None) -> None:
     """Send JSON-lines event files (- for stdin) to the Kafka topics, keyed as SPEC §2 says."""
-    from streams.produce import produce as send
     if partitions is not None and partitions < 1:
         raise UsageError(f"--partitions: must be at least 1, not {partitions}")
     sources = open_sources(files)
     prefix = SETTINGS.topic_prefix if topic_prefix is None else topic_prefix
     started = time.perf_counter()
     with _progress_bar("produce") as progress:
-        summary = send(sources, bootstrap=SETTINGS.kafka, prefix=prefix,
+        summary = send_to_kafka(sources, bootstrap=SETTINGS.kafka, prefix=prefix,
                        partitions=partitions or SETTINGS.partitions, progress=progress)
     views.console().print(views.produce_summary(summary, prefix, time.perf_counter() - started))
 

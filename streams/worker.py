@@ -20,6 +20,7 @@ timers fired on copies (`Pipeline.view`), the stream's state untouched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import pickle
@@ -27,9 +28,11 @@ import time
 from collections import defaultdict
 
 from kafka.partitioner.default import murmur2
+from sqlmodel import Session
 
 from cspulse.core import Pipeline, Rejected
 from cspulse.core.params import US
+from store import repo
 from streams.app import SETTINGS, app
 from streams.topics import CO_PARTITIONED, INPUT_TOPICS, REJECTED
 
@@ -116,15 +119,13 @@ async def process(stream):
         _write_back(p, pl)
 
 
-@app.on_partitions_revoked.connect
-async def _forget(app, revoked, **kwargs) -> None:
-    # A partition that comes back is rebuilt from the tables, which hold its latest state.
+async def _forget_partitions(app, partitions, **kwargs) -> None:
+    # After any rebalance a partition is rebuilt from the tables, which hold its latest state.
     pipelines.clear()
 
 
-@app.on_partitions_assigned.connect
-async def _reset(app, assigned, **kwargs) -> None:
-    pipelines.clear()
+app.on_partitions_revoked.connect(_forget_partitions)
+app.on_partitions_assigned.connect(_forget_partitions)
 
 
 def _snapshot_views() -> tuple[dict[int, dict], list]:
@@ -134,30 +135,21 @@ def _snapshot_views() -> tuple[dict[int, dict], list]:
     for p, pl in list(pipelines.items()):
         book = pl.view(max(now, pl.max_ts or 0))
         views[p] = {f"{who or ''}|{period}": dict(b) for (who, period), b in book.stated.items()}
-        goals += [(agent, period, kpi, g) for agent, f in pl.desk.agents.items() for (period, kpi), g in f.goals.items()]
+        goals += repo.goal_rows(pl.desk.agents)
     return views, goals
 
 
 def _store(views: dict[int, dict], goals: list) -> None:
-    from sqlmodel import Session
-
-    from store import repo
-    engine = _engine()
-    with Session(engine) as session:
+    with Session(_engine()) as session:
         repo.write_partition_books(views, session=session)
         repo.write_kpis(repo.kpis_from_partition_books(session=session), session=session)
         repo.write_goals(goals, session=session)
         session.commit()
 
 
-_engines: dict = {}
-
-
+@functools.cache
 def _engine():
-    from store import repo
-    if "engine" not in _engines:
-        _engines["engine"] = repo.connect(SETTINGS.database_url)
-    return _engines["engine"]
+    return repo.connect(SETTINGS.database_url)
 
 
 @app.timer(SETTINGS.store_interval_s)

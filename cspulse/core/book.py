@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .facts import NOT_ROLLED_UP_TO_MONTH, NOT_ROLLED_UP_TO_SHOP, Fact
+from .facts import NOT_ROLLED_UP_TO_MONTH, NOT_ROLLED_UP_TO_SHOP
 from .kpi_names import KPIS
 from .params import US
 
@@ -27,19 +27,8 @@ class KpiBook:
         self._rolled: dict[tuple[str | None, str], dict[str, int]] | None = None
         self.changed: set[tuple[str | None, str]] | None = None   # buckets touched, when tracked
 
-    def add(self, fact: Fact) -> None:
-        """Count one fact (see facts.py for how it rolls up)."""
-        who, period, name, delta = fact
-        b = self.stated.get((who, period))
-        if b is None:
-            b = self.stated[(who, period)] = defaultdict(int)
-        b[name] += delta
-        self._rolled = None
-        if self.changed is not None:
-            self.changed.add((who, period))
-
     def add_all(self, facts) -> None:
-        """`add` for many facts (the hot path: one call per event)."""
+        """Count facts where they were stated (see facts.py for how they roll up)."""
         stated, changed = self.stated, self.changed
         for who, period, name, delta in facts:
             b = stated.get((who, period))
@@ -54,16 +43,6 @@ class KpiBook:
         twin = KpiBook()
         twin.stated = {k: defaultdict(int, v) for k, v in self.stated.items()}
         return twin
-
-    def merge(self, other: "KpiBook") -> None:
-        """Add another book's counters (books of several partitions sum to the whole)."""
-        for key, bucket in other.stated.items():
-            mine = self.stated.get(key)
-            if mine is None:
-                mine = self.stated[key] = defaultdict(int)
-            for name, value in bucket.items():
-                mine[name] += value
-        self._rolled = None
 
     @property
     def counters(self) -> dict[tuple[str | None, str], dict[str, int]]:
@@ -95,12 +74,6 @@ class KpiBook:
     def agents(self, period: str) -> list[str]:
         """Agents with any counter in `period`, sorted."""
         return sorted(w for (w, p) in self.counters if p == period and w is not None)
-
-    def periods(self) -> list[str]:
-        return sorted({p for (_, p) in self.counters})
-
-    def counts(self, who: str | None, period: str) -> dict[str, int]:
-        return dict(self.counters.get((who, period), {}))
 
     def kpis(self, who: str | None, period: str) -> dict[str, float | int | None]:
         """Every KPI of SPEC §3 for `who` in `period`."""

@@ -151,9 +151,6 @@ class CustomerLedger:
         heapq.heappush(cust.pending, item)
         heapq.heappush(self.held, (item[0], cid))
 
-    def next_held(self) -> int | None:
-        return self.held[0][0] if self.held else None
-
     def release(self, before: int, timers_upto: int | None = None) -> list[Fact]:
         """Apply every held event stamped before `before` and fire every timer due
         at or before `timers_upto` (default: before `before`), customer by customer,
@@ -209,13 +206,6 @@ class CustomerLedger:
             out.append((event.agent_id, day, "rating_sum", event.score))
         else:
             self._order_event(cid, event, ts, cust, out)
-
-    def apply(self, event: Event, ts: int) -> list[Fact]:
-        """Apply one customer-keyed event at `ts` (µs) now, without holding it; return its facts."""
-        out: list[Fact] = []
-        cid = event.customer_id
-        self._apply(cid, self.customer(cid), event, ts, out)
-        return out
 
     def _message(self, cid: str, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
         conv = cust.conversations.get(m.conversation_id)

@@ -19,7 +19,6 @@ partition, or one for a whole file.
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -27,7 +26,7 @@ from typing import Callable, Iterable
 from .book import KpiBook
 from .desk import AgentDesk
 from .events import EVENT_TYPES, Event, Message, Rejected, decode
-from .facts import Fact
+
 from .ledger import CustomerLedger
 from .params import US, Params
 from .shopclock import ShopClock
@@ -42,7 +41,6 @@ _RANK = {EVENT_TYPES[t]: r for t, r in (("order_created", 3), ("order_paid", 4),
                                         ("order_cancelled", 5), ("order_flagged", 5), ("complaint", 6),
                                         ("rating", 7))}
 
-
 @dataclass
 class Stats:
     read: int = 0
@@ -55,9 +53,7 @@ class Stats:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
-
 _ALL = 1 << 62
-
 
 class Pipeline:
     """Events in, KPI book out; pure except for the optional `seen_before` port."""
@@ -111,11 +107,6 @@ class Pipeline:
             return event
         self._accept(event, source, idle)
         return None
-
-    def feed(self, event: Event) -> None:
-        """Feed an already decoded event."""
-        self.stats.read += 1
-        self._accept(event)
 
     def _accept(self, event: Event, source: str | None = None, idle=()) -> None:
         # The hot path: every event passes here, so lookups are inlined.

@@ -1,4 +1,4 @@
-from eventkit import agent, cust, ev, kpis, run
+from eventkit import agent, ev, kpis, run
 
 DAY = "2026-11-03"
 
