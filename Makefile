@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/cspulse demo
 
 test: $(STAMP)
+	deploy/system-deps.sh
 	$(BIN)/python -m pytest tests
 
 unit: $(STAMP)
@@ -26,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py
 
 bench-kafka: $(STAMP)
+	deploy/system-deps.sh
 	$(BIN)/python bench/worker.py
 
 # A local single-node Apache Kafka 4 (KRaft) on 127.0.0.1:9092, jars from Maven Central (cached).

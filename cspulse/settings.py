@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     topic_prefix: str = ""                 # e.g. "shop1." -> shop1.cs.chat
     web_port: int = Field(6066, ge=1, le=65535)   # the worker's /metrics
     store_interval_s: float = Field(10, gt=0)     # how often the worker writes KPIs to the store
+    metrics_interval_s: float = Field(1, gt=0)    # how often the live KPIs on /metrics are recomputed
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"

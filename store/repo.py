@@ -168,13 +168,22 @@ def write_partition_books(views: dict[int, dict], *, session: Session) -> None:
         session.merge(PartitionBook(partition=partition, counters=json.dumps(counters), updated_at=utcnow()))
 
 
+def partition_books(*, session: Session) -> dict[int, dict[tuple[str | None, str], dict[str, int]]]:
+    """Every partition's stated counters as last written, {partition: {(who, period): counters}}."""
+    out = {}
+    for row in session.exec(select(PartitionBook)):
+        buckets = out[row.partition] = {}
+        for key, counters in json.loads(row.counters).items():
+            who, period = key.split("|", 1)
+            buckets[(who or None, period)] = counters
+    return out
+
+
 def kpis_from_partition_books(*, session: Session) -> dict[tuple[str | None, str], dict]:
     """KPI values from the sum of every partition's counters (the worker's view)."""
     book = KpiBook()
-    for row in session.exec(select(PartitionBook)):
-        for key, counters in json.loads(row.counters).items():
-            who, period = key.split("|", 1)
-            book.add_all((who or None, period, name, value) for name, value in counters.items())
+    for buckets in partition_books(session=session).values():
+        book.add_buckets(buckets)
     return {key: book.kpis(*key) for key in book.counters}
 
 

@@ -30,10 +30,12 @@ from collections import defaultdict
 from kafka.partitioner.default import murmur2
 from sqlmodel import Session
 
-from cspulse.core import Pipeline, Rejected
+from cspulse.core import KpiBook, Pipeline, Rejected
 from cspulse.core.params import US
+from cspulse.core.shopclock import ShopClock
 from store import repo
 from streams.app import SETTINGS, app
+from streams.metrics import make_metrics, tally
 from streams.topics import CO_PARTITIONED, INPUT_TOPICS, REJECTED
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,10 @@ pipelines: dict[int, Pipeline] = {}
 # go to the order-independent desk. An input silent this long stops holding the others back.
 ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
 IDLE_S = 2.0
+BATCH, BATCH_WITHIN_S = 2000, 0.05   # up to 2000 events, or what came within 50 ms
 _last_heard: dict[tuple[int, str], float] = {}
+metrics = make_metrics(app)     # /metrics on the web port: Faust's sensor and ours, one registry
+_remote: dict[int, dict] = {}   # every partition's book as last read from the store (other workers')
 
 
 def partition_of(key: str) -> int:
@@ -84,39 +89,72 @@ def _restore(p: int) -> Pipeline:
     return pl
 
 
+def _put(table, p: int, key: str, value: bytes) -> None:
+    # table[key] = value sends the change to the partition of the *current* event;
+    # a batch holds events of several partitions, so name the partition.
+    table.send_changelog(p, key, value)
+    table.data[key] = value
+
+
+def _drop(table, p: int, key: str) -> None:
+    table.send_changelog(p, key, None, value_serializer="raw")
+    del table.data[key]
+
+
 def _write_back(p: int, pl: Pipeline) -> None:
-    """Assign back what changed (a table value changed in place is lost on recovery)."""
+    """Assign back what changed since the last write-back (a table value changed in
+    place is lost on recovery), once per batch however often a key changed in it."""
     changed, removed, agents_changed, buckets = pl.drain_changes()
-    held = pl.ledger.customers
+    held, dumps, top = pl.ledger.customers, pickle.dumps, pickle.HIGHEST_PROTOCOL
     for cid in changed:
         if cid in held:
-            customers[cid] = pickle.dumps(held[cid], pickle.HIGHEST_PROTOCOL)
+            _put(customers, p, cid, dumps(held[cid], top))
     for cid in removed:
-        if cid not in held and cid in customers:
-            del customers[cid]
+        if cid not in held and cid in customers.data:
+            _drop(customers, p, cid)
     for aid in agents_changed:
-        agents[aid] = pickle.dumps(pl.desk.agents[aid], pickle.HIGHEST_PROTOCOL)
+        _put(agents, p, aid, dumps(pl.desk.agents[aid], top))
     for who, period in buckets:
-        books[f"{p}|{who or ''}|{period}"] = pickle.dumps(dict(pl.book.stated[(who, period)]))
-    clocks[f"@{p}"] = pickle.dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max))
+        _put(books, p, f"{p}|{who or ''}|{period}", dumps(dict(pl.book.stated[(who, period)]), top))
+    _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max), top))
+
+
+def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
+    """Feed one partition's share of a batch to its pipeline and write back; return the dead letters."""
+    pl = pipelines.get(p)
+    if pl is None:
+        pl = pipelines[p] = _restore(p)
+    wall = time.monotonic()
+    for event in batch:
+        _last_heard[(p, event.message.topic)] = wall
+    idle = {t for t in ORDERED_INPUTS if wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
+    dead, before = [], tally(pl.stats)
+    for event in batch:
+        message = event.message
+        bad = pl.feed_line(event.value, message.topic, idle)
+        if bad is not None:
+            envelope = {"reason": bad.reason, "source": f"{message.topic}:{p}:{message.offset}",
+                        "event_id": bad.event_id, "raw": event.value.decode("utf-8", "replace")}
+            dead.append((event.key, json.dumps(envelope, ensure_ascii=False).encode()))
+    _write_back(p, pl)
+    metrics.count(before, tally(pl.stats))
+    return dead
 
 
 @app.agent(inputs)
 async def process(stream):
-    async for event in stream.events():
-        p = event.message.partition
-        pl = pipelines.get(p)
-        if pl is None:
-            pl = pipelines[p] = _restore(p)
-        topic, wall = event.message.topic, time.monotonic()
-        _last_heard[(p, topic)] = wall
-        idle = {t for t in ORDERED_INPUTS if wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
-        bad = pl.feed_line(event.value, topic, idle)
-        if isinstance(bad, Rejected):
-            envelope = {"reason": bad.reason, "source": f"{event.message.topic}:{p}:{event.message.offset}",
-                        "event_id": bad.event_id, "raw": event.value.decode("utf-8", "replace")}
-            await rejected_topic.send(key=event.key, value=json.dumps(envelope, ensure_ascii=False).encode())
-        _write_back(p, pl)
+    # Batches amortise Faust's per-event cost and write each changed key once; the
+    # events of a batch are acknowledged only after it is processed and written back.
+    async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        started = time.perf_counter()
+        shares: dict[int, list] = defaultdict(list)
+        for event in batch:
+            shares[event.message.partition].append(event)
+        dead = [(p, letter) for p, share in shares.items() for letter in _feed(p, share)]
+        metrics.batch.observe(time.perf_counter() - started)
+        metrics.lag.set(max(0.0, time.time() - max(e.message.timestamp for e in batch)))
+        for p, (key, envelope) in dead:
+            await rejected_topic.send(key=key, value=envelope, partition=p)
 
 
 async def _forget_partitions(app, partitions, **kwargs) -> None:
@@ -139,12 +177,14 @@ def _snapshot_views() -> tuple[dict[int, dict], list]:
     return views, goals
 
 
-def _store(views: dict[int, dict], goals: list) -> None:
+def _store(views: dict[int, dict], goals: list) -> dict[int, dict]:
+    """Write this worker's partition books, the KPIs of all of them and the goals; return all the books."""
     with Session(_engine()) as session:
         repo.write_partition_books(views, session=session)
         repo.write_kpis(repo.kpis_from_partition_books(session=session), session=session)
         repo.write_goals(goals, session=session)
         session.commit()
+        return repo.partition_books(session=session)
 
 
 @functools.cache
@@ -154,12 +194,39 @@ def _engine():
 
 @app.timer(SETTINGS.store_interval_s)
 async def store_kpis() -> None:
-    if pipelines:
-        views, goals = _snapshot_views()
-        try:
-            await asyncio.to_thread(_store, views, goals)
-        except Exception:   # a busy or unreachable store must not stop the stream: next tick retries
-            log.exception("writing KPIs to the store failed; retrying in %.0f s", SETTINGS.store_interval_s)
+    # Also with no partition of its own: it still reads the others' books for /metrics.
+    views, goals = _snapshot_views()
+    try:
+        _remote.update(await asyncio.to_thread(_store, views, goals))
+    except Exception:   # a busy or unreachable store must not stop the stream: next tick retries
+        metrics.store_errors.inc()
+        log.exception("writing KPIs to the store failed; retrying in %.0f s", SETTINGS.store_interval_s)
+
+
+@functools.cache
+def _clock() -> ShopClock:
+    return ShopClock(SETTINGS.params())
+
+
+def live_kpis() -> dict[tuple[str | None, str], dict]:
+    """Today's and month-to-date KPIs of the whole shop: this worker's partitions as of
+    now, the others' as last stored (by the workers that own them)."""
+    now = round(time.time() * US)
+    day = _clock().day(now)
+    month = day[:7]
+    book = KpiBook()
+    for pl in list(pipelines.values()):
+        book.add_buckets(pl.view(max(now, pl.max_ts or 0), month).stated)
+    for p, buckets in list(_remote.items()):
+        if p not in pipelines:
+            book.add_buckets({k: v for k, v in buckets.items() if k[1].startswith(month)})
+    return book.windows(day)
+
+
+@app.timer(SETTINGS.metrics_interval_s)
+async def refresh_live_kpis() -> None:
+    metrics.kpis.snapshot = live_kpis()
+    metrics.kpis_updated.set(time.time())
 
 
 @app.on_before_shutdown.connect

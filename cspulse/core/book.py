@@ -39,10 +39,43 @@ class KpiBook:
                 changed.add((who, period))
         self._rolled = None
 
-    def copy(self) -> "KpiBook":
+    def take_back(self, facts) -> None:
+        """Undo `add_all(facts)`; a counter back at zero goes, and then an empty bucket."""
+        stated = self.stated
+        for who, period, name, delta in facts:
+            b = stated.get((who, period))
+            if b is None:
+                b = stated[(who, period)] = defaultdict(int)
+            left = b.get(name, 0) - delta
+            if left:
+                b[name] = left
+            else:
+                b.pop(name, None)
+                if not b:
+                    del stated[(who, period)]
+        self._rolled = None
+
+    def copy(self, month: str | None = None) -> "KpiBook":
+        """A copy to change freely; with `month` ("YYYY-MM"), only that month's buckets."""
         twin = KpiBook()
-        twin.stated = {k: defaultdict(int, v) for k, v in self.stated.items()}
+        twin.stated = {k: defaultdict(int, v) for k, v in self.stated.items()
+                       if month is None or k[1].startswith(month)}
         return twin
+
+    def add_buckets(self, buckets) -> None:
+        """Add stated counters, {(who, period): {name: value}} (books of other partitions)."""
+        self.add_all((who, period, name, value) for (who, period), bucket in buckets.items()
+                     for name, value in bucket.items())
+
+    def windows(self, day: str) -> dict[tuple[str | None, str], dict]:
+        """The KPIs of `day` ("today") and of its month to date ("month"), for the shop
+        (None) and for every agent with data in that month."""
+        month = day[:7]
+        out = {}
+        for who in [w for (w, p) in self.counters if p == month]:
+            out[(who, "today")] = self.kpis(who, day)
+            out[(who, "month")] = self.kpis(who, month)
+        return out
 
     @property
     def counters(self) -> dict[tuple[str | None, str], dict[str, int]]:

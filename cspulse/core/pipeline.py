@@ -47,6 +47,7 @@ class Stats:
     applied: int = 0
     duplicates: int = 0
     late: int = 0
+    types: Counter = field(default_factory=Counter)     # SPEC §2 type -> valid events read
     rejected: Counter = field(default_factory=Counter)  # reason (values elided) -> count
 
     @property
@@ -54,6 +55,7 @@ class Stats:
         return sum(self.rejected.values())
 
 _ALL = 1 << 62
+_TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
 class Pipeline:
     """Events in, KPI book out; pure except for the optional `seen_before` port."""
@@ -76,12 +78,21 @@ class Pipeline:
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
         self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
+        self._reset_look_ahead()
+
+    def _reset_look_ahead(self) -> None:
+        # view()'s memo while changes are tracked: customer -> (facts of its held events and
+        # due timers, its next timer), their sum, and customers changed since the last view
+        self._ahead: dict[str, tuple[list, int | None]] = {}
+        self._ahead_book = KpiBook()
+        self._dirty: set[str] = set()
+        self._ahead_now = -1
 
     # -- persistence ----------------------------------------------------------
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "fresh_ids", "track_ids"):
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "_ahead", "_ahead_book", "_dirty", "_ahead_now"):
             state.pop(transient)
         return state
 
@@ -90,6 +101,7 @@ class Pipeline:
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, [], False
+        self._reset_look_ahead()
 
     # -- input ----------------------------------------------------------------
 
@@ -105,6 +117,7 @@ class Pipeline:
         if isinstance(event, Rejected):
             self.stats.rejected[event.kind] += 1
             return event
+        self.stats.types[_TAG[type(event)]] += 1
         self._accept(event, source, idle)
         return None
 
@@ -160,17 +173,48 @@ class Pipeline:
             ledger.sweep(watermark, self.horizon)
             self.desk.prune_ids(watermark - self.horizon)
 
-    def view(self, until: int | None = None) -> KpiBook:
+    def view(self, until: int | None = None, month: str | None = None) -> KpiBook:
         """The book as `finish(until)` would leave it, without changing anything: held
-        events are applied and due timers fired on copies of the customers concerned."""
+        events are applied and due timers fired on copies of the customers concerned.
+        With `month`, only that month's buckets are copied (others may get the facts
+        of held events).
+
+        While changes are tracked (a worker asking every second), each customer's
+        look-ahead is kept and redone only when the customer changed or one of its
+        timers came due, so a view costs what changed since the last one, not what
+        is held."""
         now = until if until is not None else self.max_ts
-        book = self.book.copy()
+        book = self.book.copy(month)
         if now is None:
             return book
         ledger = self.ledger
         concerned = {cid for _, cid in ledger.held} | {cid for due, cid in ledger.due if due <= now}
-        book.add_all(ledger.shadow(concerned).release(_ALL, now))
+        if ledger.changed is None:
+            book.add_all(ledger.shadow(concerned).release(_ALL, now))
+        else:
+            self._look_ahead(concerned, now)
+            book.add_buckets(self._ahead_book.stated)
         return book
+
+    def _look_ahead(self, concerned: set, now: int) -> None:
+        if now < self._ahead_now:      # the memo holds timers fired up to a later time: start over
+            self._reset_look_ahead()
+        self._ahead_now = now
+        ledger, ahead, book = self.ledger, self._ahead, self._ahead_book
+        dirty = self._dirty | ledger.changed | ledger.removed
+        self._dirty = set()
+        for cid in [c for c, (_, due) in ahead.items()
+                    if c not in concerned or c in dirty or (due is not None and due <= now)]:
+            book.take_back(ahead.pop(cid)[0])
+        fresh = [cid for cid in concerned if cid not in ahead]
+        twin = ledger.shadow(fresh)
+        for cid in fresh:
+            cust = twin.customers.get(cid)
+            if cust is not None:
+                facts: list = []
+                twin._run(cid, cust, _ALL, now, facts)
+                ahead[cid] = (facts, cust.timers[0][0] if cust.timers else None)
+                book.add_all(facts)
 
     def track_changes(self) -> None:
         """Start recording what changes, for an owner that mirrors the state elsewhere."""
@@ -180,6 +224,7 @@ class Pipeline:
     def drain_changes(self) -> tuple[set, set, set, set]:
         """(customers changed, customers removed, agents changed, book buckets changed) since last asked."""
         out = (self.ledger.changed, self.ledger.removed, self.desk.changed, self.book.changed)
+        self._dirty |= out[0] | out[1]     # for the next view's look-ahead
         self.track_changes()
         return out
 

@@ -122,7 +122,8 @@ class Broker:
         java = self._java(libs)
         if not (data / "meta.properties").exists():
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props),
+            # "--cluster-id=…": a random id may start with "-", which a separate argument would make an option
+            fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props),
                                   "--standalone"], capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerError(f"could not format {data}: {fmt.stderr.strip()[-400:]}")

@@ -42,13 +42,15 @@ class Workers:
                     "CSPULSE_APP_SUFFIX": f"-{tag}", "CSPULSE_PARTITIONS": str(partitions),
                     "CSPULSE_DATABASE_URL": self.db, "CSPULSE_STORE_INTERVAL_S": "1"}
         self.tmp, self.procs, self.kafka, self.prefix = tmp_path, [], kafka, f"w{tag}."
+        self.ports = []     # each worker's web port (/metrics)
 
     def produce(self, path):
         subprocess.run([CSPULSE, "produce", str(path)], env=self.env, check=True, capture_output=True)
 
     def start(self, n=0):
         log = open(self.tmp / f"worker{n}-{len(self.procs)}.log", "wb")
-        env = {**self.env, "CSPULSE_WEB_PORT": str(_free_port())}
+        self.ports.append(_free_port())
+        env = {**self.env, "CSPULSE_WEB_PORT": str(self.ports[-1])}
         proc = subprocess.Popen([CSPULSE, "worker", "-l", "info"], env=env, stdout=log, stderr=log,
                                 start_new_session=True)
         self.procs.append(proc)

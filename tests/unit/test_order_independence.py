@@ -102,3 +102,33 @@ def test_view_shows_what_finish_would_without_changing_the_state():
     assert pickle.dumps(p) == before
     p.finish(until)
     assert {k: seen.kpis(*k) for k in seen.counters} == all_kpis(p)
+
+
+def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
+    """A worker views every second while events stream in: its memo of each customer's
+    look-ahead must give exactly the fresh computation, as events and timers come due."""
+    from eventkit import at
+
+    def nonzero(book):
+        return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
+
+    lines = day_of_events(7)
+    tracked, fresh = Pipeline(), Pipeline()
+    tracked.track_changes()
+    step = max(1, len(lines) // 40)
+    now, views, reused = 0, 0, 0
+    for i in range(0, len(lines), step):
+        for line in lines[i:i + step]:
+            tracked.feed_line(line)
+            fresh.feed_line(line)
+        if i % (3 * step) == 0:
+            tracked.drain_changes()       # the worker writes back after each batch
+        for ahead in (0, 3600 * 10**6):   # an hour later fires timers (unanswered waits)
+            now = max(now, tracked.max_ts) + ahead
+            memo = dict(tracked._ahead)
+            assert nonzero(tracked.view(now)) == nonzero(fresh.view(now))
+            reused += sum(tracked._ahead.get(c) is v for c, v in memo.items())
+            views += 1
+    assert views >= 80 and reused > 0
+    for later in (now, at("2026-11-06T00:00:00")):
+        assert nonzero(tracked.view(later)) == nonzero(fresh.view(later))

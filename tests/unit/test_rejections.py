@@ -68,6 +68,7 @@ def test_processing_goes_on_after_a_rejection():
     p = Pipeline().run([with_(amount=-1), "garbage", with_(event_id="x2")])
     assert p.stats.read == 3
     assert p.stats.applied == 1
+    assert p.stats.types == {"order_created": 1}
     assert p.stats.rejected == {"amount: must be >= 0": 1, "json: JSON is malformed: invalid character …": 1}
     assert p.book.kpis(None, "2026-11-03")["orders"] == 1
 
