@@ -1,28 +1,57 @@
-"""Kafka runtime throughput: a bare aiokafka consumer vs `cspulse worker` on the same topics.
+"""The Kafka runtime measured: throughput against a bare consumer, latency to /metrics, memory.
 
-    .venv/bin/python bench/worker.py [--traffic 300] [--days 3]
+    .venv/bin/python bench/worker.py [--agents 20] [--days 6] [--rate 2000] [--seconds 60]
 
-Starts a broker on a free port (or uses CSPULSE_KAFKA), simulates and produces a
-file, then (a) reads every input message with a bare aiokafka consumer that only
-decodes the JSON, and (b) runs one `cspulse worker` until the KPIs it stores equal
-`replay` of the file.  The worker's rate counts from its first stored write (so
-start-up and group join are left out) and is therefore a lower bound.
+On one broker (started on a free port, or CSPULSE_KAFKA) and the same topics:
+
+1. a simulated file is produced; (a) a bare aiokafka consumer reads and decodes
+   every message; (b) one `cspulse worker` computes every KPI from it.  The
+   worker's rate is read from its own /metrics (events counted), from the first
+   scrape that shows progress to the last message, so start-up is left out.  Its
+   stored KPIs are then checked to equal `replay` of the file, exactly.
+2. live load: chat messages stamped "now" at a fixed `--rate`, plus ten probe
+   orders a second; the latency of a probe is the time from its send to the
+   scrape of /metrics where the shop's `orders` for today includes it.  The
+   worker's resident memory is sampled throughout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration"), str(ROOT / "deploy" / "kafka")]
+
+EVENTS = re.compile(r"^cspulse_(?:events|rejected_events)_total\{[^}]*\} (\S+)$", re.M)
+SHOP_ORDERS_TODAY = re.compile(r'^cspulse_shop_orders\{window="today"\} (\S+)$', re.M)
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
@@ -32,8 +61,11 @@ async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
                                 group_id=None, enable_auto_commit=False)
     await consumer.start()
     n, started = 0, None
+    deadline = time.monotonic() + 600
     try:
         while n < expected:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bare consumer: {n:,} of {expected:,} messages after 10 minutes")
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for records in batch.values():
                 if started is None:
@@ -46,58 +78,160 @@ async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def throughput(port: int, n: int) -> float:
+    """Events/s of the worker from its /metrics, first progress to the last event."""
+    first = last = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        done = sum(float(v) for v in EVENTS.findall(scrape(port)))
+        now = time.perf_counter()
+        if done and first is None:
+            first = (now, done)
+        if done >= n:
+            last = (now, done)
+            break
+        time.sleep(0.25)
+    else:
+        raise SystemExit(f"worker: {done:,.0f} of {n:,} events after 15 minutes")
+    return (last[1] - first[1]) / (last[0] - first[0])
+
+
+def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int, pid: int):
+    """Latencies (s) of probe orders from send to /metrics, and RSS samples (s, MB)."""
+    from kafka import KafkaProducer
+    from zoneinfo import ZoneInfo
+    zone = ZoneInfo("Asia/Shanghai")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    sent: list[float] = []
+    stop = threading.Event()
+    rng = random.Random(1)
+
+    def stamp() -> str:
+        return datetime.now(zone).isoformat(timespec="milliseconds")
+
+    def feed():
+        tick, k, i = 0.1, 0, 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            for _ in range(rate // 10):
+                i += 1
+                cid = f"live-{rng.randrange(20000)}"
+                producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
+                    {"event_id": f"live-{i}", "type": "message", "ts": stamp(), "sender": "customer",
+                     "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
+            k += 1
+            cid = f"probe-{k}"
+            value = json.dumps({"event_id": f"probe-{k}", "type": "order_created", "ts": stamp(),
+                                "order_id": f"po-{k}", "customer_id": cid, "amount": 1}).encode()
+            sent.append(time.time())
+            producer.send(prefix + "cs.orders", key=cid.encode(), value=value)
+            producer.flush()
+            next_at += tick
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def orders_today() -> float | None:
+        m = SHOP_ORDERS_TODAY.search(scrape(port))
+        return float(m.group(1)) if m else None
+
+    base = orders_today() or 0.0
+    feeder = threading.Thread(target=feed, daemon=True)
+    started = time.time()
+    feeder.start()
+    seen: list[float] = []
+    memory: list[tuple[float, float]] = []
+    next_sample = 0.0
+    while time.time() - started < seconds or len(seen) < len(sent):
+        if time.time() - started >= seconds:
+            stop.set()
+        got = orders_today()
+        now = time.time()
+        if got is not None:
+            while len(seen) < min(int(got - base), len(sent)):
+                seen.append(now)
+        if now - started >= next_sample:
+            memory.append((now - started, rss_mb(pid)))
+            next_sample += max(5.0, seconds / 40)
+        if time.time() - started > seconds + 60:
+            break                                   # probes not seen a minute after the end: report them
+        time.sleep(0.02)
+    stop.set()
+    feeder.join()
+    return [s - t for s, t in zip(seen, sent)], len(sent), memory
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
 def main() -> None:
     from broker import Broker
     from test_worker import Workers, month_kpis
 
     from cspulse import embedded
-    from cspulse.core import Params
+    from cspulse.core import Params, Rejected, decode
     from cspulse.core.shopclock import to_us
     from store import repo
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traffic", type=int, default=300)
-    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--days", type=int, default=6)
+    ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
+    ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-"))
     broker = None
     bootstrap = os.environ.get("CSPULSE_KAFKA")
     if not bootstrap:
+        print("starting a Kafka broker …", flush=True)
         broker = Broker(tmp / "kafka").start()
         bootstrap = broker.bootstrap
+    workers = None
     try:
         path = tmp / "events.jsonl"
         cli = str(Path(sys.executable).parent / "cspulse")
-        subprocess.run([cli, "simulate", "--agents", "3", "--days", str(args.days), "--traffic", str(args.traffic),
-                        "-o", str(path)], check=True, capture_output=True)
+        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
+        subprocess.run([cli, "simulate", "--agents", str(args.agents), "--days", str(args.days),
+                        "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
         n = sum(1 for _ in path.open("rb"))
+        n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))  # bad lines stay out
         url = f"sqlite:///{tmp / 'replay.db'}"
         embedded.replay(embedded.open_sources([str(path)]), engine=repo.connect(url), params=Params(),
                         until=to_us(datetime.now(timezone.utc)))
         expected = month_kpis(url)
-        workers = Workers(bootstrap, tmp)
+        workers = Workers(bootstrap, tmp, partitions=8)
+        workers.env["CSPULSE_STORE_INTERVAL_S"] = "10"     # the default cadence, as deployed
+        print(f"producing {n:,} events …", flush=True)
         started = time.perf_counter()
         workers.produce(path)
         produce_rate = n / (time.perf_counter() - started)
+        print("bare consumer …", flush=True)
         topics = [workers.prefix + t for t in ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")]
-        bare_rate = asyncio.run(bare(bootstrap, topics, n))
-        workers.start()
-        first = None
-        while True:
-            got = month_kpis(workers.db)
-            if got and first is None:
-                first = time.perf_counter()
-            if got == expected:
-                break
-            time.sleep(0.25)
-        worker_rate = n / (time.perf_counter() - first)
-        workers.stop()
-        print(f"events: {n:,}")
-        print(f"cspulse produce (kafka-python):      {produce_rate:10,.0f} events/s")
-        print(f"bare aiokafka consumer (decode only): {bare_rate:10,.0f} events/s")
-        print(f"cspulse worker (exactly_once, 1 proc): {worker_rate:9,.0f} events/s  (≥; "
-              f"{worker_rate / bare_rate:.1%} of bare)")
+        bare_rate = asyncio.run(bare(bootstrap, topics, n_in))
+        print("worker …", flush=True)
+        proc = workers.start()
+        port = workers.ports[-1]
+        worker_rate = throughput(port, n_in)
+        exact = workers.wait_for(expected, timeout=120) == expected
+        print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
+        latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port, proc.pid)
+
+        print()
+        print(f"events in the file:                    {n:10,}")
+        print(f"cspulse produce (kafka-python):        {produce_rate:10,.0f} events/s")
+        print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
+        print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
+              f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, 1 process)")
+        print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
+        if latencies:
+            print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+                  f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                  f"({len(latencies)} of {probes} probes seen)")
+        print("worker RSS over the live run (s: MB): "
+              + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))
     finally:
+        if workers:
+            workers.stop()
         if broker:
             broker.stop()
 

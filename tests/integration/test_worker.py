@@ -51,8 +51,9 @@ class Workers:
         log = open(self.tmp / f"worker{n}-{len(self.procs)}.log", "wb")
         self.ports.append(_free_port())
         env = {**self.env, "CSPULSE_WEB_PORT": str(self.ports[-1])}
+        # run in tmp: Faust keeps a data dir (`<app id>-data`) in the working directory
         proc = subprocess.Popen([CSPULSE, "worker", "-l", "info"], env=env, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, cwd=self.tmp)
         self.procs.append(proc)
         return proc
 
