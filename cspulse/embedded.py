@@ -140,6 +140,6 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine) -> None:
 
 def store_results(book: KpiBook, desk: AgentDesk, *, session: Session) -> None:
     """Write every KPI of every (agent or shop, period) and the goals to the store."""
-    repo.write_kpis({key: book.kpis(*key) for key in book.counters}, session=session)
+    repo.write_kpis(book.all_kpis(), session=session)
     repo.write_goals(repo.goal_rows(desk.agents), session=session)
 

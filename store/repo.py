@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import io
 import json
 import pickle
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from cspulse.core import KPIS, KpiBook
+from cspulse.core import KPIS
 from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, PartitionBook, RejectedEvent, ReplayRun, utcnow
 
 _CHUNK = 5000
@@ -177,14 +177,6 @@ def partition_books(*, session: Session) -> dict[int, dict[tuple[str | None, str
             who, period = key.split("|", 1)
             buckets[(who or None, period)] = counters
     return out
-
-
-def kpis_from_partition_books(*, session: Session) -> dict[tuple[str | None, str], dict]:
-    """KPI values from the sum of every partition's counters (the worker's view)."""
-    book = KpiBook()
-    for buckets in partition_books(session=session).values():
-        book.add_buckets(buckets)
-    return {key: book.kpis(*key) for key in book.counters}
 
 
 def add_run(run: ReplayRun, *, session: Session) -> None:

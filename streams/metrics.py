@@ -40,7 +40,6 @@ def metric_name(kpi: str) -> str:
 
 
 KPI_METRICS = {kpi: metric_name(kpi) for kpi in KPIS}
-WINDOWS = ("today", "month")
 
 
 class KpiCollector:
@@ -86,7 +85,6 @@ class Metrics:
     """Every metric of ours, registered on `registry`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
         self.events = Counter("cspulse_events", "Valid input events read, by SPEC topic and event type",
                               ["topic", "type"], registry=registry)
         self.duplicates = Counter("cspulse_duplicate_events", "Events dropped as already counted (same event_id)",
@@ -118,11 +116,10 @@ class Metrics:
             self.late.inc(after.late - before.late)
 
 
-def make_metrics(app=None, registry: CollectorRegistry | None = None) -> Metrics:
-    """Our metrics on a fresh registry; with `app`, Faust's Prometheus sensor on the same
-    registry and `/metrics` served by the app's web server."""
-    registry = registry or CollectorRegistry()
-    if app is not None:
-        from faust.sensors.prometheus import setup_prometheus_sensors
-        setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
+def make_metrics(app) -> Metrics:
+    """Our metrics and Faust's Prometheus sensor on one fresh registry, served as
+    `/metrics` by the app's web server."""
+    from faust.sensors.prometheus import setup_prometheus_sensors
+    registry = CollectorRegistry()
+    setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
     return Metrics(registry)

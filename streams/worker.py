@@ -30,7 +30,7 @@ from collections import defaultdict
 from kafka.partitioner.default import murmur2
 from sqlmodel import Session
 
-from cspulse.core import KpiBook, Pipeline, Rejected
+from cspulse.core import KpiBook, Pipeline
 from cspulse.core.params import US
 from cspulse.core.shopclock import ShopClock
 from store import repo
@@ -168,12 +168,17 @@ app.on_partitions_revoked.connect(_forget_partitions)
 app.on_partitions_assigned.connect(_forget_partitions)
 
 
+def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:
+    # not before the newest event: a producer's clock may run ahead of ours
+    return pl.view(max(now, pl.max_ts or 0), month)
+
+
 def _snapshot_views() -> tuple[dict[int, dict], list]:
     """Each local partition's book as of now, and the goals of its agents (on the loop thread)."""
     now = round(time.time() * US)
     views, goals = {}, []
     for p, pl in list(pipelines.items()):
-        book = pl.view(max(now, pl.max_ts or 0))
+        book = _as_of(pl, now)
         views[p] = {f"{who or ''}|{period}": dict(b) for (who, period), b in book.stated.items()}
         goals += repo.goal_rows(pl.desk.agents)
     return views, goals
@@ -183,10 +188,14 @@ def _store(views: dict[int, dict], goals: list) -> dict[int, dict]:
     """Write this worker's partition books, the KPIs of all of them and the goals; return all the books."""
     with Session(_engine()) as session:
         repo.write_partition_books(views, session=session)
-        repo.write_kpis(repo.kpis_from_partition_books(session=session), session=session)
+        every = repo.partition_books(session=session)
+        book = KpiBook()
+        for buckets in every.values():
+            book.add_buckets(buckets)
+        repo.write_kpis(book.all_kpis(), session=session)
         repo.write_goals(goals, session=session)
         session.commit()
-        return repo.partition_books(session=session)
+        return every
 
 
 @functools.cache
@@ -218,7 +227,7 @@ def live_kpis() -> dict[tuple[str | None, str], dict]:
     month = day[:7]
     book = KpiBook()
     for pl in list(pipelines.values()):
-        book.add_buckets(pl.view(max(now, pl.max_ts or 0), month).stated)
+        book.add_buckets(_as_of(pl, now, month).stated)
     for p, buckets in list(_remote.items()):
         if p not in pipelines:
             book.add_buckets({k: v for k, v in buckets.items() if k[1].startswith(month)})

@@ -43,9 +43,7 @@ class KpiBook:
         """Undo `add_all(facts)`; a counter back at zero goes, and then an empty bucket."""
         stated = self.stated
         for who, period, name, delta in facts:
-            b = stated.get((who, period))
-            if b is None:
-                b = stated[(who, period)] = defaultdict(int)
+            b = stated.setdefault((who, period), defaultdict(int))
             left = b.get(name, 0) - delta
             if left:
                 b[name] = left
@@ -111,6 +109,10 @@ class KpiBook:
     def kpis(self, who: str | None, period: str) -> dict[str, float | int | None]:
         """Every KPI of SPEC §3 for `who` in `period`."""
         return kpis_from_counts(self.counters.get((who, period), {}))
+
+    def all_kpis(self) -> dict[tuple[str | None, str], dict[str, float | int | None]]:
+        """Every KPI of every (agent or shop, period) with counters: what the store keeps."""
+        return {key: self.kpis(*key) for key in self.counters}
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -26,7 +26,6 @@ from typing import Callable, Iterable
 from .book import KpiBook
 from .desk import AgentDesk
 from .events import EVENT_TYPES, Event, Message, Rejected, decode
-
 from .ledger import CustomerLedger
 from .params import US, Params
 from .shopclock import ShopClock
@@ -41,6 +40,7 @@ _RANK = {EVENT_TYPES[t]: r for t, r in (("order_created", 3), ("order_paid", 4),
                                         ("order_cancelled", 5), ("order_flagged", 5), ("complaint", 6),
                                         ("rating", 7))}
 
+
 @dataclass
 class Stats:
     read: int = 0
@@ -54,8 +54,11 @@ class Stats:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
+
+
 _ALL = 1 << 62
 _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
+
 
 class Pipeline:
     """Events in, KPI book out; pure except for the optional `seen_before` port."""
@@ -92,7 +95,8 @@ class Pipeline:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "_ahead", "_ahead_book", "_dirty", "_ahead_now"):
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids",
+                          "_ahead", "_ahead_book", "_dirty", "_ahead_now"):
             state.pop(transient)
         return state
 
