@@ -22,6 +22,9 @@ from sqlmodel import Session
 
 from cspulse.core import KpiBook, Params, Pipeline
 from cspulse.core.desk import AgentDesk
+from rules.engine import RuleEngine
+from rules.load import RuleSet
+from rules.runner import AlertRunner
 from store import repo
 from store.models import ReplayRun
 
@@ -71,8 +74,10 @@ def load_pipeline(params: Params, *, session: Session) -> Pipeline:
 
 
 def replay(sources: list[Source], *, engine: Engine, params: Params, until: int | None = None,
-           progress: Callable[[str, int, int], None] | None = None) -> tuple[Pipeline, ReplayRun, Counter]:
-    """Feed every source through the stored pipeline; store KPIs as of `until` (µs) or the last event."""
+           progress: Callable[[str, int, int], None] | None = None,
+           rules: RuleSet | None = None) -> tuple[Pipeline, ReplayRun, Counter]:
+    """Feed every source through the stored pipeline; store KPIs as of `until` (µs) or the last
+    event, and the alerts of `rules` (continuing the stored ones: a key is stored once)."""
     started = datetime.now(timezone.utc)
     with Session(engine) as session:
         pipeline = load_pipeline(params, session=session)
@@ -81,6 +86,11 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
     rejected_before = Counter(pipeline.stats.rejected)
     seen = repo.seen_lookup(engine)
     pipeline.seen_before = seen
+    runner = None
+    if rules is not None:
+        runner = AlertRunner(pipeline, RuleEngine(rules, params))
+        with Session(engine) as session:
+            runner.engine.alerts.load(repo.read_alerts(session=session), rules)
     pipeline.track_ids = True
     rejects: list[tuple[str, str | None, str, str]] = []
     # The core builds no reference cycles, but its many long-lived objects make
@@ -97,18 +107,22 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
                 if not line.strip():
                     continue
                 rejected = pipeline.feed_line(line)
+                if runner is not None:
+                    runner.step()
                 if rejected is not None:
                     rejects.append((f"{src.name}:{lineno}", rejected.event_id, rejected.reason,
                                     line.decode("utf-8", "replace").rstrip("\n")))
                 since_checkpoint += 1
                 if since_checkpoint >= CHECKPOINT_EVERY:
-                    _checkpoint(pipeline, rejects, engine)
+                    _checkpoint(pipeline, rejects, engine, runner)
                     since_checkpoint = 0
                 if progress and lineno % 20_000 == 0:
                     progress(src.name, done, src.size or 0)
             if progress:
                 progress(src.name, done, src.size or done)
-        _checkpoint(pipeline, rejects, engine)
+        if runner is not None:
+            runner.finish(until)
+        _checkpoint(pipeline, rejects, engine, runner)
     finally:
         seen.close()
         if gc_was_enabled:
@@ -129,8 +143,11 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
     return pipeline, run, pipeline.stats.rejected - rejected_before
 
 
-def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine) -> None:
+def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: AlertRunner | None = None) -> None:
     with Session(engine) as session:
+        if runner is not None:    # with the state they follow from, so a crash loses none
+            book = runner.engine.alerts
+            repo.write_alerts(book.changed_since(book.drain()), session=session)
         repo.remember_ids(pipeline.drain_fresh_ids(), session=session)
         repo.keep_rejected(rejects, session=session)
         repo.save_state(pipeline, session=session)

@@ -6,6 +6,8 @@ configuration at all.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +24,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)   # the worker's /metrics
     store_interval_s: float = Field(10, gt=0)     # how often the worker writes KPIs to the store
     metrics_interval_s: float = Field(1, gt=0)    # how often the live KPIs on /metrics are recomputed
+    rules_file: str = ""                   # alert rules (YAML); "" is the packaged rules/default.yaml
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"
@@ -32,9 +35,16 @@ class Settings(BaseSettings):
     unanswered_after_s: float = Field(3600, ge=0)
     allowed_lateness_s: float = Field(600, ge=0)
 
+    @cached_property
+    def rules(self):
+        """The alert rules (raises rules.load.RuleFileError, one line, if the file is wrong)."""
+        from rules.load import DEFAULT_RULES, load_rules
+        return load_rules(self.rules_file or DEFAULT_RULES)
+
     def params(self) -> Params:
         """The core's parameters (raises ValueError naming the bad setting)."""
         return Params(
+            wait_checks_s=self.rules.wait_checks_s,
             timezone=self.timezone, service_hours=self.service_hours, attribution_hours=self.attribution_hours,
             after_sales_days=self.after_sales_days, slow_response_s=self.slow_response_s,
             unanswered_after_s=self.unanswered_after_s, allowed_lateness_s=self.allowed_lateness_s,

@@ -89,3 +89,18 @@ class ReplayRun(SQLModel, table=True):
     duplicates: int
     rejected: int
     late: int
+
+
+class AlertRow(SQLModel, table=True):
+    """An alert (SPEC §4) by its key: the latest state of its latest firing."""
+
+    __tablename__ = "alert"
+    key: str = Field(primary_key=True, max_length=400)
+    rule: str = Field(index=True, max_length=64)
+    agent_id: str = Field(index=True, max_length=128)     # "" for the shop
+    severity: str = Field(max_length=16)
+    state: str = Field(index=True, max_length=16)
+    fired_at_us: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    message: str
+    data: str                                              # the whole alert, JSON
+    updated_at: datetime = Field(default_factory=utcnow)

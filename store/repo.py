@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from cspulse.core import KPIS
-from store.models import SHOP_ROW, CoreState, GoalRow, KpiValue, PartitionBook, RejectedEvent, ReplayRun, utcnow
+from store.models import SHOP_ROW, AlertRow, CoreState, GoalRow, KpiValue, PartitionBook, RejectedEvent, ReplayRun, utcnow
 
 _CHUNK = 5000
 
@@ -192,3 +192,25 @@ def read_goals(month: str, *, session: Session) -> dict[str, dict[str, float]]:
     for g in session.exec(select(GoalRow).where(GoalRow.period == month)):
         out.setdefault(g.agent_id, {})[g.kpi] = g.target
     return out
+
+
+# -- alerts -----------------------------------------------------------------------
+
+def write_alerts(alerts, *, session: Session) -> None:
+    """Upsert alerts (rules.alerts.Alert) by key: a key is stored once, however often it fired."""
+    from dataclasses import asdict
+    for a in alerts:
+        session.merge(AlertRow(key=a.key, rule=a.rule, agent_id=a.agent_id or SHOP_ROW, severity=a.severity,
+                               state=a.state, fired_at_us=a.fired_at, message=a.message,
+                               data=json.dumps(asdict(a), ensure_ascii=False), updated_at=utcnow()))
+
+
+def read_alerts(*, session: Session, state: str | None = None, agent_id: str | None = None):
+    """Stored alerts (rules.alerts.Alert), oldest firing first."""
+    from rules.alerts import Alert
+    q = select(AlertRow).order_by(AlertRow.fired_at_us, AlertRow.key)
+    if state is not None:
+        q = q.where(AlertRow.state == state)
+    if agent_id is not None:
+        q = q.where(AlertRow.agent_id == agent_id)
+    return [Alert(**json.loads(row.data)) for row in session.exec(q)]

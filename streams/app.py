@@ -36,9 +36,12 @@ app = faust.App(
 
 
 def main() -> None:
+    from rules.load import RuleFileError
     try:
         settings = Settings()
         settings.params()
+    except RuleFileError as e:
+        sys.exit(f"cspulse: bad rule file (CSPULSE_RULES_FILE): {e}")
     except Exception as e:   # pydantic's message is long; the first error is what to fix
         first = str(e).splitlines()
         detail = " ".join(first[1:3]) if len(first) > 2 else str(e)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import sys
@@ -15,6 +16,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
+import click
 from faust.cli import AppCommand, argument, option
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -26,6 +28,10 @@ from cspulse import embedded
 from cspulse.embedded import InputError, open_sources
 from cspulse.settings import Settings
 from cspulse.simulate import Simulator
+from cspulse.core import Pipeline
+from rules.engine import RuleEngine
+from rules.load import RuleFileError, load_rules
+from rules.runner import AlertRunner
 from store import repo
 from streams import views
 from streams.app import app
@@ -61,7 +67,7 @@ def one_line_errors(fn):
         except UsageError as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(2)
-        except (InputError, ValueError, repo.MissingDatabase, KafkaUnavailable) as e:
+        except (InputError, ValueError, repo.MissingDatabase, KafkaUnavailable, RuleFileError) as e:
             print(f"cspulse {fn.__name__}: {e}", file=sys.stderr)
             sys.exit(1)
         except ArgumentError as e:
@@ -128,7 +134,7 @@ def _replay_with_progress(paths, url: str, until: int | None):
     started = time.perf_counter()
     with _progress_bar("replay") as progress:
         pipeline, run, reasons = embedded.replay(sources, engine=engine, params=SETTINGS.params(), until=until,
-                                                 progress=progress)
+                                                 progress=progress, rules=SETTINGS.rules)
     return pipeline, run, reasons, time.perf_counter() - started
 
 
@@ -144,6 +150,61 @@ async def replay(self, files: tuple[str, ...], db: str | None, until: str | None
     until_us = parse_until(until)
     _, run, reasons, seconds = _replay_with_progress(files, db_url(db), until_us)
     views.console().print(views.replay_summary(run, reasons, seconds))
+
+
+@embedded_command(
+    option("--state", type=click.Choice(["firing", "resolved", "all"]), default="all", show_default=True),
+    option("--agent", default=None, help="Only this agent's alerts"),
+    option("--json", "as_json", is_flag=True, help="Print a JSON list of alerts"),
+    DB,
+)
+@one_line_errors
+async def alerts(self, state: str, agent: str | None, as_json: bool, db: str | None) -> None:
+    """Show the stored alerts (SPEC §4), oldest first."""
+    engine = repo.connect(db_url(db), must_exist=True)
+    with Session(engine) as session:
+        found = repo.read_alerts(session=session, state=None if state == "all" else state, agent_id=agent)
+    if as_json:
+        print(json.dumps([a.as_json() for a in found], ensure_ascii=False))
+        return
+    if not found:
+        print(f"cspulse alerts: no {'' if state == 'all' else state + ' '}alerts stored"
+              f"{f' for {agent}' if agent else ''}", file=sys.stderr)
+        return
+    views.console().print(views.alert_table(found, "alerts", SETTINGS.params().zone))
+
+
+@embedded_command(
+    argument("action", type=click.Choice(["check"])),
+    argument("file"),
+    option("--events", default=None, help="A JSON-lines event file to dry-run the rules on (nothing is stored)"),
+    option("--json", "as_json", is_flag=True, help="With --events: print the alerts as a JSON list"),
+)
+@one_line_errors
+async def rules(self, action: str, file: str, events: str | None, as_json: bool) -> None:
+    """Validate a rule file; with --events, show which alerts it would fire."""
+    ruleset = load_rules(file)
+    if events is None:
+        print(f"{file}: {len(ruleset.rules)} rules, valid: " + ", ".join(r.name for r in ruleset.rules))
+        return
+    source, = open_sources([events])
+    params = dataclasses.replace(SETTINGS.params(), wait_checks_s=ruleset.wait_checks_s)
+    pipeline = Pipeline(params)
+    runner = AlertRunner(pipeline, RuleEngine(ruleset, params))
+    for line in source.lines:
+        if line.strip():
+            pipeline.feed_line(line)
+            runner.step()
+    runner.finish()
+    fired = sorted(runner.engine.alerts.alerts.values(), key=lambda a: (a.fired_at, a.key))
+    if as_json:
+        print(json.dumps([a.as_json() for a in fired], ensure_ascii=False))
+        return
+    out = views.console()
+    out.print(f"{file}: {len(ruleset.rules)} rules, valid; dry run on {events} "
+              f"({pipeline.stats.read:,} events, {pipeline.stats.rejected_total:,} rejected)")
+    out.print(views.alert_counts(fired))
+    out.print(views.alert_table(fired, "alerts that would fire", params.zone, limit=30))
 
 
 @embedded_command(
@@ -280,5 +341,11 @@ async def demo(self, db: str, agents: int, seed: int) -> None:
     shop = rows.pop(SHOP)
     out.print("[bold]3.[/bold] the month's KPIs")
     out.print(views.kpi_table("2026-11", dict(sorted(rows.items())), shop))
+    with Session(engine) as session:
+        alerts = repo.read_alerts(session=session)
+    out.print("[bold]4.[/bold] the month's alerts (SPEC §4 default rules)")
+    out.print(views.alert_counts(alerts))
+    out.print(views.alert_table(alerts, "latest alerts", SETTINGS.params().zone, limit=12))
     out.print(f"next: [cyan].venv/bin/cspulse kpis --period 2026-11 --agent agent-01 --db {db}[/cyan]  "
-              f"(one agent, all KPIs, goals)")
+              f"(one agent, all KPIs, goals)\n"
+              f"      [cyan].venv/bin/cspulse alerts --state firing --db {db}[/cyan]  (what still needs a supervisor)")

@@ -104,3 +104,34 @@ def produce_summary(summary, prefix: str, seconds: float) -> Table:
     rate = summary.read / seconds if seconds else 0
     t.add_row("time", f"{seconds:.1f} s ({rate:,.0f} events/s)")
     return t
+
+
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def alert_table(alerts, title: str, zone, limit: int | None = None) -> Table:
+    """Alerts, oldest first: when it fired (shop time), rule, severity, agent, state, message."""
+    from cspulse.core.shopclock import from_us
+    shown = alerts if limit is None else alerts[-limit:]
+    more = f", the last {len(shown)} shown" if len(shown) < len(alerts) else ""
+    t = Table(title=f"{title} ({len(alerts):,}{more})", header_style="bold")
+    for col in ("fired", "rule", "severity", "agent", "state", "message"):
+        t.add_column(col, no_wrap=col != "message")
+    for a in shown:
+        state = a.state if a.state == "firing" else f"resolved {from_us(a.resolved_at, zone):%m-%d %H:%M}"
+        t.add_row(f"{from_us(a.fired_at, zone):%Y-%m-%d %H:%M:%S}", a.rule,
+                  f"[{_SEVERITY_STYLE[a.severity]}]{a.severity}[/]", a.agent_id or "(shop)", state, a.message)
+    return t
+
+
+def alert_counts(alerts) -> Table:
+    """Alerts per rule and state: the shape of a month at a glance."""
+    from collections import Counter
+    counts = Counter((a.rule, a.severity, a.state) for a in alerts)
+    t = Table(title="alerts per rule", header_style="bold")
+    for col, justify in (("rule", "left"), ("severity", "left"), ("firing", "right"), ("resolved", "right")):
+        t.add_column(col, justify=justify)
+    for rule, severity in sorted({(r, s) for r, s, _ in counts}):
+        t.add_row(rule, f"[{_SEVERITY_STYLE[severity]}]{severity}[/]", f"{counts[(rule, severity, 'firing')]:,}",
+                  f"{counts[(rule, severity, 'resolved')]:,}")
+    return t

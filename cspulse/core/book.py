@@ -27,6 +27,9 @@ class KpiBook:
         self._rolled: dict[tuple[str | None, str], dict[str, int]] | None = None
         self.changed: set[tuple[str | None, str]] | None = None   # buckets touched, when tracked
 
+    def __getstate__(self):
+        return {"stated": self.stated, "_rolled": None, "changed": None}
+
     def add_all(self, facts) -> None:
         """Count facts where they were stated (see facts.py for how they roll up)."""
         stated, changed = self.stated, self.changed
@@ -109,6 +112,20 @@ class KpiBook:
     def kpis(self, who: str | None, period: str) -> dict[str, float | int | None]:
         """Every KPI of SPEC §3 for `who` in `period`."""
         return kpis_from_counts(self.counters.get((who, period), {}))
+
+    def agent_kpis(self, who: str, period: str) -> dict[str, float | int | None]:
+        """`kpis(who, period)` for an agent, from its own buckets only: cheap while facts
+        keep coming (no roll-up of the whole book)."""
+        if len(period) == 10:
+            return kpis_from_counts(self.stated.get((who, period), {}))
+        total: defaultdict[str, int] = defaultdict(int)
+        for (w, p), bucket in self.stated.items():
+            if w == who and p.startswith(period):
+                whole_month = len(p) == 7
+                for name, value in bucket.items():
+                    if whole_month or name not in NOT_ROLLED_UP_TO_MONTH:
+                        total[name] += value
+        return kpis_from_counts(total)
 
     def all_kpis(self) -> dict[tuple[str | None, str], dict[str, float | int | None]]:
         """Every KPI of every (agent or shop, period) with counters: what the store keeps."""

@@ -5,6 +5,11 @@ of the customer's key.  `CustomerLedger.apply` takes the events of the chat,
 orders and feedback topics in event-time order and returns the facts they
 imply; `advance` fires what time alone decides (an unanswered wait, the end of
 an inquiry's window) and forgets customers with nothing left open.
+
+When `notes` is a list, the ledger also writes down what a supervisor may need
+to hear about at once (see `Note`): a response with its time, a wait open
+for one of `Params.wait_checks_s` and its end, a credited complaint, a flagged
+order.  Notes are observations for the rules; they change no KPI.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ WITHIN_3MIN_US = 180 * US
 _NOT_MARKED = "\0"  # a wait not (yet) counted as unanswered; None means "counted for the shop alone"
 
 
+# A note: {"kind": "response" | "wait" | "complaint" | "order_flagged", "ts": µs,
+# "agent_id": credited agent or None, "customer_id": …, and the kind's own fields}.
+Note = dict
+
+
 def fen(amount: float) -> int:
     """CNY as integer fen, so that sums of money are exact."""
     return round(amount * 100)
@@ -35,6 +45,7 @@ class Wait:
     start: int           # effective start (next service-hours opening when opened outside)
     day: str             # day of the effective start: where an unanswered wait counts
     unanswered_who: str | None = _NOT_MARKED
+    reported: float = 0  # the longest wait check noted (seconds of service hours)
 
 
 @dataclass(slots=True)
@@ -122,6 +133,7 @@ class CustomerLedger:
         # what a durable mirror (a Faust table) must write.
         self.changed: set[str] | None = None
         self.removed: set[str] | None = None
+        self.notes: list[Note] | None = None
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -131,7 +143,7 @@ class CustomerLedger:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["clock"] = None
+        state["clock"] = state["notes"] = None
         return state
 
     def __setstate__(self, state):
@@ -183,6 +195,8 @@ class CustomerLedger:
                 _, kind, key = heapq.heappop(timers)
                 if kind == "wait":
                     self._wait_expired(cust, key, out)
+                elif kind == "waiting":
+                    self._still_waiting(cid, cust, key)
                 else:
                     self._inquiry_ended(cust, key, out)
             elif next_event is not None:
@@ -200,6 +214,10 @@ class CustomerLedger:
         elif kind is Complaint:
             who = event.agent_id or cust.credit(ts, self.lookback)
             out.append((who, self.clock.day(ts), "complaints", 1))
+            if self.notes is not None:
+                self.notes.append({"kind": "complaint", "ts": ts, "agent_id": who, "customer_id": cid,
+                                   "conversation_id": event.conversation_id, "category": event.category,
+                                   "event_id": event.event_id})
         elif kind is Rating:
             day = self.clock.day(ts)
             out.append((event.agent_id, day, "ratings", 1))
@@ -219,10 +237,14 @@ class CustomerLedger:
                 # "not answered within" the limit: a reply exactly at the limit is in time,
                 # so the timer is due one µs after it.
                 self._timer(cid, cust, start + self.unanswered_after + 1, "wait", (m.conversation_id, ts))
+                for check in self.params.wait_checks_s:
+                    self._timer(cid, cust, self.clock.after_service(ts, check), "waiting",
+                                (m.conversation_id, ts, check))
             return
         if m.sender != "agent" or m.auto_reply:
             return  # bots and canned replies leave the wait open
         agent, day = m.agent_id, self.clock.day(ts)
+        before = conv.last_human        # whom a "still waiting" note named
         conv.last_human = agent
         cust.last_reply_agent, cust.last_reply_ts = agent, ts
         served = cust.served.get(day)
@@ -238,6 +260,13 @@ class CustomerLedger:
             return
         conv.wait = None
         rt = max(0, ts - wait.start)
+        if self.notes is not None:
+            self.notes.append({"kind": "response", "ts": ts, "agent_id": agent, "customer_id": cid,
+                               "conversation_id": m.conversation_id, "response_s": rt / US,
+                               "first": day not in conv.first_reply_days})
+            if wait.reported:
+                self.notes.append({"kind": "wait", "ts": ts, "agent_id": before, "customer_id": cid,
+                                   "conversation_id": m.conversation_id, "waited_s": rt / US, "open": False})
         out.append((agent, day, "responses", 1))
         out.append((agent, day, "response_time_us", rt))
         if rt > self.slow:
@@ -301,6 +330,9 @@ class CustomerLedger:
             order.cancelled = True
         elif kind is OrderFlagged:
             order.flagged = True
+            if self.notes is not None and not before[2]:
+                self.notes.append({"kind": "order_flagged", "ts": ts, "agent_id": order.agent, "customer_id": cid,
+                                   "order_id": e.order_id, "reason": e.reason, "amount": order.amount / 100})
         after = order.indicators()
         for name, was, now in zip(_INDICATORS, before, after):
             if was != now:
@@ -334,7 +366,7 @@ class CustomerLedger:
         twin = copy.copy(self)
         twin.customers = {cid: pickle.loads(pickle.dumps(self.customers[cid], pickle.HIGHEST_PROTOCOL))
                           for cid in cids if cid in self.customers}
-        twin.changed = twin.removed = None
+        twin.changed = twin.removed = twin.notes = None
         twin.reindex()
         return twin
 
@@ -358,6 +390,17 @@ class CustomerLedger:
         if wait is not None and wait.opened == key[1] and wait.unanswered_who == _NOT_MARKED:
             wait.unanswered_who = conv.last_human
             out.append((conv.last_human, wait.day, "unanswered", 1))
+
+    def _still_waiting(self, cid: str, cust: Customer, key: tuple) -> None:
+        conv_id, opened, check = key
+        conv = cust.conversations.get(conv_id)
+        wait = conv.wait if conv else None
+        if wait is not None and wait.opened == opened:
+            wait.reported = max(wait.reported, check)
+            if self.notes is not None:
+                self.notes.append({"kind": "wait", "ts": self.clock.after_service(opened, check),
+                                   "agent_id": conv.last_human, "customer_id": cid, "conversation_id": conv_id,
+                                   "waited_s": check, "open": True})
 
     def _inquiry_ended(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
         agent, day = key

@@ -25,6 +25,9 @@ class Params:
     # closed at 00:30 on the 2nd), so late payments and refunds still count for
     # the month it was created in; a paid one also for the after-sales window.
     order_grace_days: float = 2
+    # Service-hours seconds after which an open wait is reported (`Note` "wait"), as the
+    # rule files ask (customer_waiting: 180); no checks, no timers.
+    wait_checks_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -36,6 +39,8 @@ class Params:
                      "allowed_lateness_s", "dedup_horizon_s", "order_grace_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
+        if any(s <= 0 for s in self.wait_checks_s):
+            raise ValueError("wait_checks_s: must be > 0")
 
     @property
     def zone(self) -> ZoneInfo:

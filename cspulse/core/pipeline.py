@@ -200,6 +200,17 @@ class Pipeline:
             book.add_buckets(self._ahead_book.stated)
         return book
 
+    def pending_notes(self, until: int | None = None) -> list:
+        """The notes (ledger.py) that `finish(until)` would write, without changing anything."""
+        now = until if until is not None else self.max_ts
+        if now is None:
+            return []
+        ledger = self.ledger
+        twin = ledger.shadow({cid for _, cid in ledger.held} | {cid for due, cid in ledger.due if due <= now})
+        twin.notes = []
+        twin.release(_ALL, now)
+        return twin.notes
+
     def _look_ahead(self, concerned: set, now: int) -> None:
         if now < self._ahead_now:      # the memo holds timers fired up to a later time: start over
             self._reset_look_ahead()

@@ -61,6 +61,19 @@ class ShopClock:
             return self._opening(date.fromisoformat(day))
         return self._opening(date.fromisoformat(day) + timedelta(days=1))
 
+    def after_service(self, ts: int, seconds: float) -> int:
+        """The instant `seconds` of service hours have passed since `ts` (time outside
+        service hours does not count): when a wait opened at `ts` has lasted that long."""
+        left = round(seconds * US)
+        at = self.effective_start(ts)
+        while True:
+            day, midnight, _ = self._quarter(at)
+            closing = midnight + self.close_s * US
+            if at + left <= closing:
+                return at + left
+            left -= closing - at
+            at = self.effective_start(closing)
+
     def _opening(self, day: date) -> int:
         h, rest = divmod(self.open_s, 3600)
         return _us(datetime.combine(day, time(h, rest // 60), self.zone))

@@ -115,3 +115,37 @@ def test_bad_setting_in_the_environment_is_one_line(tmp_path):
     assert result.returncode != 0
     assert "timezone: unknown time zone 'Mars/Olympus'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def alerts_json(db, *extra):
+    return json.loads(cli("alerts", "--json", "--db", db, *extra).stdout)
+
+
+def test_replay_stores_the_alerts_a_dry_run_shows_and_a_second_replay_adds_none(month_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 'alerts.db'}"
+    cli("replay", str(month_file), "--db", db)
+    stored = alerts_json(db)
+    assert stored, "a simulated month has slow responses and complaints"
+    for field in ("key", "rule", "agent_id", "severity", "state", "fired_at", "message"):
+        assert all(field in a for a in stored), field
+    assert len({a["key"] for a in stored}) == len(stored)
+    dry = json.loads(cli("rules", "check", "rules/default.yaml", "--events", str(month_file), "--json").stdout)
+    key = lambda a: (a["key"], a["fired_at"])  # noqa: E731
+    assert sorted(map(key, dry)) == sorted(map(key, stored))
+    cli("replay", str(month_file), "--db", db)                 # every event a duplicate now
+    assert alerts_json(db) == stored
+    someone = next(a["agent_id"] for a in stored if a["state"] == "firing" and a["agent_id"])
+    firing = alerts_json(db, "--state", "firing", "--agent", someone)
+    assert firing == [a for a in stored if a["state"] == "firing" and a["agent_id"] == someone]
+    assert cli("alerts", "--db", db).stdout.count("│") > 10   # the table
+
+
+def test_rules_check_says_valid_or_one_line_what_is_wrong(tmp_path):
+    assert "7 rules, valid" in cli("rules", "check", "rules/default.yaml").stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    watch: response\n    when: {nope: {'>': 1}}\n"
+                   "    severity: warning\n    message: hi\n")
+    result = cli("rules", "check", str(bad), check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"cspulse rules: {bad}: rule 'x': when: unknown field 'nope' for watch: response; "
+                                     "known: agent_id, customer_id, conversation_id, response_s, first")

@@ -1,0 +1,133 @@
+"""The alert lifecycle, pure: what a rule's match or miss means for its alert.
+
+An alert is keyed by (rule, agent, subject: the conversation or order where one
+applies).  It fires once per key; while it holds, a new match re-sends it at
+most once per `repeat_interval`; a miss on the same key resolves it, and so does
+`resolve_after` without a match (for rules about single events).  Every change
+goes to the outbox, which the adapters deliver (store, Kafka, webhooks, metrics).
+Times are event-time µs, so replaying a file gives the same alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from cspulse.core.params import US
+from cspulse.core.shopclock import from_us
+
+from .load import SUBJECT, Rule
+
+
+@dataclass
+class Alert:
+    key: str
+    rule: str
+    agent_id: str | None
+    subject: str | None
+    severity: str
+    message: str
+    state: str = "firing"            # firing | resolved
+    fired_at: int = 0                # µs, event time
+    last_sent_at: int = 0
+    last_match_at: int = 0
+    resolved_at: int | None = None
+    sends: int = 1
+    labels: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        """The alert as `cspulse alerts --json` and the delivery adapters show it."""
+        out = asdict(self)
+        for t in ("fired_at", "last_sent_at", "last_match_at", "resolved_at"):
+            out[t] = None if out[t] is None else from_us(out[t]).isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class Delivery:
+    action: str        # firing | repeat | resolved
+    alert: dict        # Alert.as_json() at the time
+
+
+def alert_key(rule: Rule, values: dict) -> tuple[str, str | None]:
+    subject_field = SUBJECT[rule.watch]
+    subject = values.get(subject_field) if subject_field else None
+    if rule.watch == "complaint" and subject is None:
+        subject = values.get("event_id")     # a complaint outside any conversation is its own subject
+    return f"{rule.name}|{values.get('agent_id') or ''}|{subject or ''}", subject
+
+
+class AlertBook:
+    """Every alert by key, and the outbox of changes not yet delivered."""
+
+    def __init__(self) -> None:
+        self.alerts: dict[str, Alert] = {}
+        self.outbox: list[Delivery] = []
+        self._timed: dict[str, float] = {}   # firing keys with a resolve_after -> its µs
+        self._firing: dict[str, set[str]] = {}   # rule -> keys of its firing alerts
+
+    def matched(self, rule: Rule, values: dict, now: int) -> None:
+        key, subject = alert_key(rule, values)
+        alert = self.alerts.get(key)
+        message = rule.render(values)
+        if alert is not None and alert.state == "resolved" and now <= alert.last_match_at:
+            return      # the observation that fired it, seen again (a replay continued): nothing new
+        if alert is None or alert.state == "resolved":
+            labels = {k: v for k, v in values.items() if k in ("customer_id", "conversation_id", "order_id", "period")
+                      and v is not None}
+            alert = self.alerts[key] = Alert(key, rule.name, values.get("agent_id"), subject, rule.severity, message,
+                                             fired_at=now, last_sent_at=now, last_match_at=now, labels=labels)
+            self._send("firing", alert)
+        else:
+            alert.last_match_at, alert.message = max(alert.last_match_at, now), message
+            if now - alert.last_sent_at >= rule.repeat_s * US:
+                alert.last_sent_at, alert.sends = now, alert.sends + 1
+                self._send("repeat", alert)
+        if rule.resolve_after_s is not None:
+            self._timed[key] = rule.resolve_after_s * US
+
+    def missed(self, rule: Rule, values: dict, now: int) -> None:
+        """The rule looked at this subject and its condition does not hold."""
+        alert = self.alerts.get(alert_key(rule, values)[0])
+        if alert is not None and alert.state == "firing":
+            self._resolve(alert, now)
+
+    def firing(self, rule_names=None) -> list[Alert]:
+        names = self._firing if rule_names is None else rule_names
+        return [self.alerts[k] for name in names for k in self._firing.get(name, ())]
+
+    def tick(self, now: int) -> None:
+        """Resolve alerts about single events once `resolve_after` passed with no match."""
+        for key, after in list(self._timed.items()):
+            alert = self.alerts[key]
+            if alert.state != "firing":
+                del self._timed[key]
+            elif now >= alert.last_match_at + after:
+                self._resolve(alert, alert.last_match_at + round(after))
+
+    def load(self, alerts, rules) -> None:
+        """Continue from stored alerts (`rules`: the RuleSet, for their resolve_after)."""
+        after = {r.name: r.resolve_after_s for r in rules.rules if r.resolve_after_s is not None}
+        for alert in alerts:
+            self.alerts[alert.key] = alert
+            if alert.state == "firing":
+                self._firing.setdefault(alert.rule, set()).add(alert.key)
+            if alert.state == "firing" and alert.rule in after:
+                self._timed[alert.key] = after[alert.rule] * US
+
+    def changed_since(self, deliveries: list[Delivery]) -> list[Alert]:
+        return [self.alerts[k] for k in dict.fromkeys(d.alert["key"] for d in deliveries)]
+
+    def drain(self) -> list[Delivery]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def _resolve(self, alert: Alert, now: int) -> None:
+        alert.state, alert.resolved_at = "resolved", now
+        self._timed.pop(alert.key, None)
+        self._firing.get(alert.rule, set()).discard(alert.key)
+        self._send("resolved", alert)
+
+    def _send(self, action: str, alert: Alert) -> None:
+        if alert.state == "firing":
+            self._firing.setdefault(alert.rule, set()).add(alert.key)
+        self.outbox.append(Delivery(action, alert.as_json()))

@@ -1,0 +1,176 @@
+"""The one adapter that owns durable-rules.
+
+The rule files are compiled into one durable-rules ruleset per `RuleEngine`
+(a fresh name each time, so tests can make as many as they like).  Observations
+(`Note`s from the core) are posted as events: consumed, never retained.  Each
+agent's live KPIs are one aggregate fact, retracted and asserted again when a
+value the rules read changes (the engine keeps about 8 KB per retained fact,
+so never one per chat or order).  The engine's own timer threads are never
+started: everything runs on the caller's thread, and time is passed in.
+
+A consequent only records which rule matched; `AlertBook` decides what that
+means (fire, repeat, resolve) and queues it in its outbox for delivery.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import deque
+
+from durable import engine as durable
+
+from cspulse.core import KpiBook
+from cspulse.core.params import US, Params
+from cspulse.core.shopclock import ShopClock
+
+from .alerts import AlertBook
+from .load import RuleSet
+
+_names = itertools.count(1)
+
+
+class _Host(durable.Host):
+    """A durable-rules host with no timer threads; consequents record the rule's name."""
+
+    def __init__(self, hits: list[str]) -> None:
+        self._hits = hits
+        super().__init__()
+
+    def _run(self) -> None:     # no threads: the caller dispatches, on its own thread
+        pass
+
+    def get_action(self, action_name: str):
+        hits = self._hits
+
+        def record(c) -> None:
+            hits.append(action_name)
+        return record
+
+
+class RuleEngine:
+    """Rules over notes and agents' live KPIs; alerts into `self.alerts` (with its outbox)."""
+
+    def __init__(self, rules: RuleSet, params: Params | None = None) -> None:
+        self.rules = rules
+        self.params = params or Params()
+        self.clock = ShopClock(self.params)
+        self.alerts = AlertBook()
+        self._hits: list[str] = []
+        self._host = _Host(self._hits)
+        self._name = f"cspulse_alerts_{next(_names)}"
+        definition = {r.name: {"all": [{"m": r.compiled()}], "run": r.name} for r in rules.rules}
+        # durable-rules deletes "run" from what it is given: hand it a copy
+        self._host.register_rulesets(copy.deepcopy({self._name: definition}))
+        self._ids = itertools.count(1)
+        self._by_kind = {kind: rules.watching(kind) for kind in {r.watch for r in rules.rules}}
+        self._facts: dict[str, dict] = {}                  # agent -> the fact asserted for it
+        self._windows = {w: s for w, s in rules.agent_windows.items()}
+        self._needed = {w: rules.needed(w) for w in self._windows}
+        longest = max((s for s in self._windows.values() if s), default=0)
+        self._horizon = round(longest * US)
+        self._recent: dict[str, deque] = {}                # agent -> (ts, kind, value) of its recent notes
+        self._slow = self.params.slow_response_s
+
+    # -- observations ---------------------------------------------------------
+
+    def observe(self, note: dict) -> None:
+        """One note from the core: post it to the rules watching its kind."""
+        kind, now = note["kind"], note["ts"]
+        agent = note.get("agent_id")
+        if self._horizon and agent is not None and kind in ("response", "complaint", "order_flagged"):
+            recent = self._recent.setdefault(agent, deque())
+            recent.append((now, kind, note.get("response_s")))
+        rules = self._by_kind.get(kind)
+        if not rules:
+            return
+        event = {k: v for k, v in note.items() if v is not None}
+        event["id"] = f"n{next(self._ids)}"
+        event["sid"] = agent or "shop"
+        self._judge(rules, lambda: self._host.post(self._name, event), note, now)
+
+    # -- agents ---------------------------------------------------------------
+
+    def agents_changed(self, agents, now: int, book: KpiBook) -> None:
+        """Re-read the live KPIs the rules need for these agents (as of `now`) and
+        re-assert each agent's fact where a value changed."""
+        rules = self._by_kind.get("agent")
+        if not rules:
+            return
+        day = self.clock.day(now)
+        for agent in agents:
+            if agent is None:
+                continue
+            values = self._agent_values(agent, now, day, book)
+            old = self._facts.get(agent)
+            if old is not None and {k: v for k, v in old.items() if k not in ("id", "sid", "seq")} == values:
+                continue
+            fact = dict(values, id=f"agent:{agent}", sid=agent, seq=next(self._ids))
+            if old is not None:
+                self._host.retract_fact(self._name, old)
+            self._facts[agent] = fact
+            shown = {"agent_id": agent}
+            for window, kpis in self._readable(values).items():
+                shown.update(kpis)
+            self._judge(rules, lambda: self._host.assert_fact(self._name, fact), shown, now, by_rule=values)
+
+    def tick(self, now: int, book: KpiBook | None = None) -> None:
+        """Time passed: resolve single-event alerts past `resolve_after`, and look again
+        at agents whose KPI alerts fire (a window slides, a day ends)."""
+        self.alerts.tick(now)
+        if book is not None:
+            self.agents_changed({a.agent_id for a in self.alerts.firing(
+                {r.name for r in self._by_kind.get("agent", [])})}, now, book)
+
+    def _agent_values(self, agent: str, now: int, day: str, book: KpiBook) -> dict:
+        values: dict = {"kind": "agent", "agent_id": agent}
+        for window, length in self._windows.items():
+            needed = self._needed[window]
+            if length is None:
+                kpis = book.agent_kpis(agent, day if window == "today" else day[:7])
+            else:
+                kpis = self._sliding(agent, now, round(length * US))
+            prefix = f"w{length:g}__" if length else f"{window}__"
+            for name in needed:
+                if kpis.get(name) is not None:
+                    values[prefix + name] = kpis[name]
+        return values
+
+    def _sliding(self, agent: str, now: int, length: int) -> dict:
+        recent = self._recent.get(agent, ())
+        while recent and recent[0][0] <= now - self._horizon:
+            recent.popleft()
+        times = [v for ts, kind, v in recent if kind == "response" and ts > now - length]
+        return {"responses": len(times),
+                "avg_response_time_s": sum(times) / len(times) if times else None,
+                "slow_responses": sum(1 for t in times if t > self._slow),
+                "complaints": sum(1 for ts, kind, _ in recent if kind == "complaint" and ts > now - length),
+                "abnormal_orders": sum(1 for ts, kind, _ in recent if kind == "order_flagged" and ts > now - length)}
+
+    def _readable(self, values: dict) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for key, value in values.items():
+            if "__" in key:
+                window, name = key.split("__", 1)
+                out.setdefault(window, {})[name] = value
+        return out
+
+    # -- judging --------------------------------------------------------------
+
+    def _judge(self, rules, post, values: dict, now: int, by_rule: dict | None = None) -> None:
+        self._hits.clear()
+        try:
+            post()
+        except durable.MessageNotHandledException:
+            pass                               # no rule matched: every watching rule missed
+        hits = set(self._hits)
+        for rule in rules:
+            shown = values
+            if by_rule is not None:            # an agent: show each rule its own window's KPIs
+                prefix = rule.prefix()
+                shown = {"agent_id": values["agent_id"],
+                         **{k[len(prefix):]: v for k, v in by_rule.items() if k.startswith(prefix)}}
+            if rule.name in hits:
+                self.alerts.matched(rule, shown, now)
+            else:
+                self.alerts.missed(rule, shown, now)

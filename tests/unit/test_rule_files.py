@@ -1,0 +1,73 @@
+"""Rule files are data: each kind of mistake is one line naming the file, the rule and
+the problem, and nothing in a file can run code."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rules.load import DEFAULT_RULES, SCHEMA_PATH, RuleFileError, load_rules
+
+GOOD = """
+rules:
+  - name: slow
+    watch: response
+    when: {response_s: {">": 100}}
+    severity: warning
+    message: "{agent_id} took {response_s:.0f} s"
+"""
+
+
+def check(tmp_path: Path, text: str) -> str:
+    f = tmp_path / "r.yaml"
+    f.write_text(text)
+    with pytest.raises(RuleFileError) as e:
+        load_rules(f)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"{f}: ")
+    return message.removeprefix(f"{f}: ")
+
+
+def test_the_default_file_and_a_minimal_file_load(tmp_path):
+    assert len(load_rules(DEFAULT_RULES).rules) == 7
+    (tmp_path / "ok.yaml").write_text(GOOD)
+    rule, = load_rules(tmp_path / "ok.yaml").rules
+    assert (rule.name, rule.repeat_s) == ("slow", 30 * 60)      # the default repeat_interval
+
+
+@pytest.mark.parametrize("text, expected", [
+    (GOOD.replace("severity:", "severty:"),
+     "rule 'slow': Additional properties are not allowed ('severty' was unexpected)"),
+    (GOOD.replace('">"', '"=>"'), "rule 'slow': when.response_s: Additional properties are not allowed ('=>' was unexpected)"),
+    (GOOD.replace("severity: warning", "severity: urgent"), "rule 'slow': severity: 'urgent' is not one of ['info', 'warning', 'critical']"),
+    (GOOD.replace("watch: response", "watch: agent").replace("response_s: {", "avg_response_time: {"),
+     "rule 'slow': when: unknown field 'avg_response_time' for watch: agent (window today)"),
+    (GOOD.replace("{response_s:.0f}", "{response_s:.0f"), "rule 'slow': message: malformed template"),
+    (GOOD.replace("{response_s:.0f}", "{response_s.__class__}"),
+     "rule 'slow': message: '{response_s.__class__}' must name a field, plainly"),
+    (GOOD.replace("{response_s:.0f}", "{customer_id:.0f}"), "rule 'slow': message: '{customer_id:.0f}' does not fit customer_id"),
+    (GOOD.replace("{response_s:.0f}", "{response_s!r}"), "rule 'slow': message: '{response_s!r}': conversions are not allowed"),
+    (GOOD.replace("{response_s:.0f}", "{order_id}"), "rule 'slow': message: unknown field 'order_id' for watch: response"),
+    (GOOD + GOOD.replace("rules:\n", ""), "rule 'slow': a second rule with this name"),
+    (GOOD.replace("watch: response", "watch: wait").replace("response_s", "waited_s"),
+     "rule 'slow': after: a rule that watches 'wait' says how long"),
+    (GOOD.replace("severity:", "window: 30m\n    severity:"), "rule 'slow': window: only a rule that watches 'agent'"),
+    ("rules: [\n", "not valid YAML"),
+    ("rules: []\n", "rules: [] should be non-empty"),
+])
+def test_each_mistake_is_one_line_naming_the_rule(tmp_path, text, expected):
+    assert check(tmp_path, text).startswith(expected)
+
+
+def test_a_rule_file_cannot_run_code(tmp_path):
+    # YAML's python tags would build objects; the safe loader refuses them
+    marker = tmp_path / "ran"
+    evil = GOOD.replace('"{agent_id} took {response_s:.0f} s"',
+                        f"!!python/object/apply:os.system ['touch {marker}']")
+    assert check(tmp_path, evil).startswith("not valid YAML")
+    assert not marker.exists()
+
+
+def test_the_published_schema_is_valid_json_schema():
+    import jsonschema
+    jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
