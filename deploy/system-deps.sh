@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The servers and tools the test suite runs for real, from Debian's packages when missing:
-# Java 17 runs the Kafka broker, Maven fetches its jars, promtool (package prometheus) lints /metrics.
+# Java 17 runs the Kafka broker, Maven fetches its jars, promtool (package prometheus) lints /metrics,
+# Alertmanager receives our alerts.
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
