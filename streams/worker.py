@@ -91,16 +91,34 @@ def _restore(p: int) -> Pipeline:
     return pl
 
 
+# Changelog messages of the batch being processed, published (awaited) before its events
+# are acknowledged.  `table[key] = value` would send to the partition of the *current*
+# event, and `send_changelog` through Faust's producer buffer, which a transaction commit
+# does not flush: a message still buffered when its partition's transaction ends (a
+# rebalance, a commit) is sent outside any transaction and the producer crashes, or
+# lands in the next transaction after its offsets were committed.
+_outgoing: list[tuple] = []
+
+
 def _put(table, p: int, key: str, value: bytes) -> None:
-    # table[key] = value sends the change to the partition of the *current* event;
-    # a batch holds events of several partitions, so name the partition.
-    table.send_changelog(p, key, value)
+    _outgoing.append((table, p, key, value))
     table.data[key] = value
 
 
 def _drop(table, p: int, key: str) -> None:
-    table.send_changelog(p, key, None, value_serializer="raw")
+    _outgoing.append((table, p, key, None))
     del table.data[key]
+
+
+async def _publish() -> None:
+    """Hand the batch's changelog messages to the producer, in the partitions' transactions."""
+    batch = list(_outgoing)
+    _outgoing.clear()
+    for table, p, key, value in batch:
+        await table.changelog_topic.send(
+            key=key, value=value, partition=p, key_serializer=table.key_serializer,
+            value_serializer=table.value_serializer if value is not None else "raw",
+            callback=table._on_changelog_sent, force=True)
 
 
 def _write_back(p: int, pl: Pipeline) -> None:
@@ -153,10 +171,11 @@ async def process(stream):
         for event in batch:
             shares[event.message.partition].append(event)
         dead = [(p, letter) for p, share in shares.items() for letter in _feed(p, share)]
+        await _publish()
+        for p, (key, envelope) in dead:
+            await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
         metrics.batch.observe(time.perf_counter() - started)
         metrics.lag.set(max(0.0, time.time() - max(e.message.timestamp for e in batch)))
-        for p, (key, envelope) in dead:
-            await rejected_topic.send(key=key, value=envelope, partition=p)
 
 
 async def _forget_partitions(app, partitions, **kwargs) -> None:
