@@ -147,7 +147,9 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: Alert
     with Session(engine) as session:
         if runner is not None:    # with the state they follow from, so a crash loses none
             book = runner.engine.alerts
-            repo.write_alerts(book.changed_since(book.drain()), session=session)
+            changed, retracted = book.changed_since(book.drain())
+            repo.write_alerts(changed, session=session)
+            repo.delete_alerts(retracted, session=session)
         repo.remember_ids(pipeline.drain_fresh_ids(), session=session)
         repo.keep_rejected(rejects, session=session)
         repo.save_state(pipeline, session=session)

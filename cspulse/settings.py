@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     store_interval_s: float = Field(10, gt=0)     # how often the worker writes KPIs to the store
     metrics_interval_s: float = Field(1, gt=0)    # how often the live KPIs on /metrics are recomputed
     rules_file: str = ""                   # alert rules (YAML); "" is the packaged rules/default.yaml
+    webhooks: str = ""                     # where the worker posts alerts: "json=URL alertmanager=URL …"
+    shop_id: str = "default"               # the shop label on alerts sent to webhooks and Alertmanager
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"

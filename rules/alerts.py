@@ -26,7 +26,7 @@ class Alert:
     subject: str | None
     severity: str
     message: str
-    state: str = "firing"            # firing | resolved
+    state: str = "firing"            # firing | resolved (| retracted: a false alarm, removed)
     fired_at: int = 0                # µs, event time
     last_sent_at: int = 0
     last_match_at: int = 0
@@ -44,7 +44,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Delivery:
-    action: str        # firing | repeat | resolved
+    action: str        # firing | repeat | resolved | retracted
     alert: dict        # Alert.as_json() at the time
 
 
@@ -64,14 +64,33 @@ class AlertBook:
         self.outbox: list[Delivery] = []
         self._timed: dict[str, float] = {}   # firing keys with a resolve_after -> its µs
         self._firing: dict[str, set[str]] = {}   # rule -> keys of its firing alerts
+        # Alerts fired from a look-ahead only (events still held for ordering): the
+        # customer whose look-ahead supports each, until an applied event confirms it.
+        self._provisional: dict[str, str] = {}
+        self._supports: dict[str, set[str]] = {}  # customer -> keys it alone supports
+        self.matched_keys: list[str] | None = None  # a list: keys matched are recorded in it
 
-    def matched(self, rule: Rule, values: dict, now: int) -> None:
+    def matched(self, rule: Rule, values: dict, now: int, provisional_for: str | None = None) -> None:
+        """The rule's condition holds for this subject; `provisional_for` names the
+        customer whose look-ahead saw it (None: an applied event, final)."""
         key, subject = alert_key(rule, values)
+        if self.matched_keys is not None:
+            self.matched_keys.append(key)
         alert = self.alerts.get(key)
         message = rule.render(values)
+        if provisional_for is None and key in self._provisional:
+            # confirmed by the applied event: its time and message are the final ones
+            self._supports[self._provisional.pop(key)].discard(key)
+            if alert is not None and alert.state == "firing":
+                alert.fired_at, alert.message = now, message
+                alert.last_match_at = max(alert.last_match_at, now)
+                return
         if alert is not None and alert.state == "resolved" and now <= alert.last_match_at:
             return      # the observation that fired it, seen again (a replay continued): nothing new
         if alert is None or alert.state == "resolved":
+            if provisional_for is not None:
+                self._provisional[key] = provisional_for
+                self._supports.setdefault(provisional_for, set()).add(key)
             labels = {k: v for k, v in values.items() if k in ("customer_id", "conversation_id", "order_id", "period")
                       and v is not None}
             alert = self.alerts[key] = Alert(key, rule.name, values.get("agent_id"), subject, rule.severity, message,
@@ -84,6 +103,22 @@ class AlertBook:
                 self._send("repeat", alert)
         if rule.resolve_after_s is not None:
             self._timed[key] = rule.resolve_after_s * US
+
+    def reconcile(self, customer: str, supported: set[str], now: int) -> None:
+        """The customer's latest look-ahead supports only `supported`: an alert its
+        earlier look-ahead alone fired, and which no applied event confirmed, was a
+        false alarm (an event arrived late) and is retracted: gone, and said so."""
+        for key in list(self._supports.get(customer, ())):
+            if key not in supported:
+                self._supports[customer].discard(key)
+                del self._provisional[key]
+                alert = self.alerts.pop(key)
+                self._timed.pop(key, None)
+                self._firing.get(alert.rule, set()).discard(key)
+                alert.state, alert.resolved_at = "retracted", now
+                self.outbox.append(Delivery("retracted", alert.as_json()))
+        if not self._supports.get(customer, True):
+            del self._supports[customer]
 
     def missed(self, rule: Rule, values: dict, now: int) -> None:
         """The rule looked at this subject and its condition does not hold."""
@@ -114,8 +149,10 @@ class AlertBook:
             if alert.state == "firing" and alert.rule in after:
                 self._timed[alert.key] = after[alert.rule] * US
 
-    def changed_since(self, deliveries: list[Delivery]) -> list[Alert]:
-        return [self.alerts[k] for k in dict.fromkeys(d.alert["key"] for d in deliveries)]
+    def changed_since(self, deliveries: list[Delivery]) -> tuple[list[Alert], list[str]]:
+        """(alerts changed by these deliveries, keys of those retracted)."""
+        keys = dict.fromkeys(d.alert["key"] for d in deliveries)
+        return [self.alerts[k] for k in keys if k in self.alerts], [k for k in keys if k not in self.alerts]
 
     def drain(self) -> list[Delivery]:
         out, self.outbox = self.outbox, []

@@ -74,11 +74,13 @@ class RuleEngine:
 
     # -- observations ---------------------------------------------------------
 
-    def observe(self, note: dict) -> None:
-        """One note from the core: post it to the rules watching its kind."""
+    def observe(self, note: dict, provisional_for: str | None = None) -> None:
+        """One note from the core: post it to the rules watching its kind (`provisional_for`:
+        the customer whose look-ahead wrote it; see AlertBook.reconcile)."""
         kind, now = note["kind"], note["ts"]
         agent = note.get("agent_id")
-        if self._horizon and agent is not None and kind in ("response", "complaint", "order_flagged"):
+        if self._horizon and agent is not None and provisional_for is None \
+                and kind in ("response", "complaint", "order_flagged"):
             recent = self._recent.setdefault(agent, deque())
             recent.append((now, kind, note.get("response_s")))
         rules = self._by_kind.get(kind)
@@ -87,7 +89,7 @@ class RuleEngine:
         event = {k: v for k, v in note.items() if v is not None}
         event["id"] = f"n{next(self._ids)}"
         event["sid"] = agent or "shop"
-        self._judge(rules, lambda: self._host.post(self._name, event), note, now)
+        self._judge(rules, lambda: self._host.post(self._name, event), note, now, provisional_for=provisional_for)
 
     # -- agents ---------------------------------------------------------------
 
@@ -157,7 +159,8 @@ class RuleEngine:
 
     # -- judging --------------------------------------------------------------
 
-    def _judge(self, rules, post, values: dict, now: int, by_rule: dict | None = None) -> None:
+    def _judge(self, rules, post, values: dict, now: int, by_rule: dict | None = None,
+               provisional_for: str | None = None) -> None:
         self._hits.clear()
         try:
             post()
@@ -171,6 +174,6 @@ class RuleEngine:
                 shown = {"agent_id": values["agent_id"],
                          **{k[len(prefix):]: v for k, v in by_rule.items() if k.startswith(prefix)}}
             if rule.name in hits:
-                self.alerts.matched(rule, shown, now)
+                self.alerts.matched(rule, shown, now, provisional_for)
             else:
                 self.alerts.missed(rule, shown, now)

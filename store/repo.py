@@ -205,6 +205,12 @@ def write_alerts(alerts, *, session: Session) -> None:
                                data=json.dumps(asdict(a), ensure_ascii=False), updated_at=utcnow()))
 
 
+def delete_alerts(keys: list[str], *, session: Session) -> None:
+    """Forget retracted alerts (false alarms: fired ahead, undone by an event that arrived late)."""
+    for i in range(0, len(keys), 400):
+        session.execute(delete(AlertRow.__table__).where(AlertRow.__table__.c.key.in_(keys[i:i + 400])))
+
+
 def read_alerts(*, session: Session, state: str | None = None, agent_id: str | None = None):
     """Stored alerts (rules.alerts.Alert), oldest firing first."""
     from rules.alerts import Alert

@@ -70,6 +70,23 @@ class KpiCollector:
         return []   # families depend on the data; nothing to check for duplicates up front
 
 
+class FiringCollector:
+    """`cspulse_alerts_firing{rule,severity}`: alerts firing now, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}    # (rule, severity) -> firing; replaced whole
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        g = GaugeMetricFamily("cspulse_alerts_firing", "Alerts firing now, by rule and severity",
+                              labels=["rule", "severity"])
+        for (rule, severity), n in sorted(self.counts.items()):
+            g.add_metric([rule, severity], n)
+        yield g
+
+    def describe(self) -> list:
+        return []
+
+
 class Tallies(NamedTuple):
     types: Tally
     duplicates: int
@@ -103,6 +120,12 @@ class Metrics:
                                   registry=registry)
         self.kpis = KpiCollector()
         registry.register(self.kpis)
+        self.alerts = Counter("cspulse_alerts", "Alerts fired (a new firing of a key; repeats not counted)",
+                              ["rule", "severity"], registry=registry)
+        self.firing = FiringCollector()
+        registry.register(self.firing)
+        self.alert_delivery_errors = Counter("cspulse_alert_delivery_errors",
+                                             "Failed sends of alerts to cs.alerts (retried)", registry=registry)
 
     def count(self, before: Tallies, after: Tallies) -> None:
         """Add what one batch changed (the difference of two tallies of a pipeline's stats)."""

@@ -90,13 +90,16 @@ class Pipeline:
         self._ahead_book = KpiBook()
         self._dirty: set[str] = set()
         self._ahead_now = -1
+        # customer -> the notes of its latest look-ahead ([] once it has none), since the owner
+        # last drained them; None: notes not wanted
+        self.ahead_notes: dict | None = {} if getattr(self, "ahead_notes", None) is not None else None
 
     # -- persistence ----------------------------------------------------------
 
     def __getstate__(self):
         state = self.__dict__.copy()
         for transient in ("clock", "seen_before", "fresh_ids", "track_ids",
-                          "_ahead", "_ahead_book", "_dirty", "_ahead_now"):
+                          "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
 
@@ -192,7 +195,7 @@ class Pipeline:
         if now is None:
             return book
         ledger = self.ledger
-        concerned = {cid for _, cid in ledger.held} | {cid for due, cid in ledger.due if due <= now}
+        concerned = self._concerned(now)
         if ledger.changed is None:
             book.add_all(ledger.shadow(concerned).release(_ALL, now))
         else:
@@ -200,13 +203,18 @@ class Pipeline:
             book.add_buckets(self._ahead_book.stated)
         return book
 
+    def _concerned(self, now: int) -> set[str]:
+        """Customers with held events or a timer due by `now`: one pass over the customers
+        (the index heaps hold an entry per held event and timer, many more)."""
+        return {cid for cid, c in self.ledger.customers.items() if c.pending or (c.timers and c.timers[0][0] <= now)}
+
     def pending_notes(self, until: int | None = None) -> list:
         """The notes (ledger.py) that `finish(until)` would write, without changing anything."""
         now = until if until is not None else self.max_ts
         if now is None:
             return []
         ledger = self.ledger
-        twin = ledger.shadow({cid for _, cid in ledger.held} | {cid for due, cid in ledger.due if due <= now})
+        twin = ledger.shadow(self._concerned(now))
         twin.notes = []
         twin.release(_ALL, now)
         return twin.notes
@@ -215,21 +223,68 @@ class Pipeline:
         if now < self._ahead_now:      # the memo holds timers fired up to a later time: start over
             self._reset_look_ahead()
         self._ahead_now = now
-        ledger, ahead, book = self.ledger, self._ahead, self._ahead_book
+        ledger, ahead = self.ledger, self._ahead
         dirty = self._dirty | ledger.changed | ledger.removed
         self._dirty = set()
         for cid in [c for c, (_, due) in ahead.items()
                     if c not in concerned or c in dirty or (due is not None and due <= now)]:
-            book.take_back(ahead.pop(cid)[0])
-        fresh = [cid for cid in concerned if cid not in ahead]
-        twin = ledger.shadow(fresh)
+            self._forget_ahead(cid)
+        self._ahead_for([cid for cid in concerned if cid not in ahead], now)
+
+    def _forget_ahead(self, cid: str) -> None:
+        self._ahead_book.take_back(self._ahead.pop(cid)[0])
+        if self.ahead_notes is not None:
+            self.ahead_notes[cid] = []
+
+    def look_ahead_changed(self, now: int) -> None:
+        """The look-ahead of `view`, for the customers changed since the last one only
+        (while changes are tracked): their notes come out at once, at the cost of what
+        changed, for an owner that wants alerts sooner than it wants a view."""
+        ledger = self.ledger
+        if ledger.changed is None or now < self._ahead_now:
+            return                      # the next view starts over
+        self._ahead_now = now
+        dirty = self._dirty | ledger.changed | ledger.removed
+        self._dirty = set()
+        for cid in dirty:
+            if cid in self._ahead:
+                self._forget_ahead(cid)
+        customers = ledger.customers
+        self._ahead_for([cid for cid in dirty if (c := customers.get(cid)) is not None
+                         and (c.pending or (c.timers and c.timers[0][0] <= now))], now)
+
+    def _ahead_for(self, fresh: list, now: int) -> None:
+        ahead, book = self._ahead, self._ahead_book
+        twin = self.ledger.shadow(fresh)
+        notes = self.ahead_notes
         for cid in fresh:
             cust = twin.customers.get(cid)
             if cust is not None:
                 facts: list = []
+                if notes is not None:
+                    twin.notes = notes[cid] = []
                 twin._run(cid, cust, _ALL, now, facts)
                 ahead[cid] = (facts, cust.timers[0][0] if cust.timers else None)
                 book.add_all(facts)
+
+    def collect_notes(self) -> None:
+        """Have the ledger write notes (for the rules), and the look-ahead of `view` too:
+        for each customer looked at again, the notes its held events and due timers
+        give as of then.  They are provisional: the next look-ahead of that customer
+        replaces them (an event arrived late changes what it saw), and the notes of
+        applied events are final."""
+        self.ledger.notes = []
+        self.ahead_notes = {}
+
+    def drain_notes(self) -> tuple[list, dict]:
+        """(notes of events applied since the last call, in time order;
+        {customer: the notes of its latest look-ahead} for those looked at again)."""
+        applied, ahead = self.ledger.notes or [], self.ahead_notes or {}
+        if applied:
+            self.ledger.notes = []
+        if ahead:
+            self.ahead_notes = {}
+        return applied, ahead
 
     def track_changes(self) -> None:
         """Start recording what changes, for an owner that mirrors the state elsewhere."""

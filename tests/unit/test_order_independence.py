@@ -123,6 +123,8 @@ def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
             fresh.feed_line(line)
         if i % (3 * step) == 0:
             tracked.drain_changes()       # the worker writes back after each batch
+            if i % (6 * step) == 0:       # and looks ahead at what changed, for alerts
+                tracked.look_ahead_changed(max(now, tracked.max_ts))
         for ahead in (0, 3600 * 10**6):   # an hour later fires timers (unanswered waits)
             now = max(now, tracked.max_ts) + ahead
             memo = dict(tracked._ahead)

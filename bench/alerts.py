@@ -1,0 +1,199 @@
+"""What the alert rules cost and how fast an alert arrives.
+
+    .venv/bin/python bench/alerts.py [--agents 20] [--days 3] [--rate 2000] [--seconds 60]
+
+On one broker (started on a free port, or CSPULSE_KAFKA):
+
+1. in-process: a simulated file through the core alone, then through the core and
+   the default rules (`AlertRunner`): events/s of each;
+2. the same file produced once, then read by two workers, one after the other:
+   one with a rule file whose only rule never matches, one with the default rules;
+   their backlog rates (from /metrics) and the rules' share of the per-event cost;
+3. live: chat messages stamped "now" at a fixed `--rate`, plus ten complaints a
+   second credited to an agent; the latency of each from its send to its
+   `complaint_received` alert read back from cs.alerts (p50, p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration"), str(ROOT / "deploy" / "kafka"),
+                str(ROOT / "bench")]
+
+QUIET_RULES = """\
+rules:   # one rule that nothing in a simulated stream matches: the worker without alert work
+  - name: nothing
+    watch: plan
+    when: {state: {"==": "never"}}
+    severity: info
+    message: "-"
+"""
+
+
+def in_process(path: Path) -> tuple[float, float]:
+    import dataclasses
+
+    from cspulse.core import Params, Pipeline
+    from rules.engine import RuleEngine
+    from rules.load import load_rules
+    from rules.runner import AlertRunner
+    lines = path.read_bytes().splitlines()
+    rules = load_rules()
+    params = dataclasses.replace(Params(), wait_checks_s=rules.wait_checks_s)
+    rates = []
+    for with_rules in (False, True):
+        pl = Pipeline(params)
+        runner = AlertRunner(pl, RuleEngine(rules, params)) if with_rules else None
+        started = time.perf_counter()
+        for line in lines:
+            pl.feed_line(line)
+            if runner:
+                runner.step()
+        runner.finish() if runner else pl.finish()
+        rates.append(len(lines) / (time.perf_counter() - started))
+    return rates[0], rates[1]
+
+
+def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[float], int]:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from zoneinfo import ZoneInfo
+    zone = ZoneInfo("Asia/Shanghai")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    topic = prefix + "cs.alerts"
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_end(*parts)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    stop = threading.Event()
+    rng = random.Random(2)
+
+    def stamp() -> str:
+        return datetime.now(zone).isoformat(timespec="milliseconds")
+
+    def feed():
+        tick, k, i = 0.1, 0, 0
+        next_at = time.monotonic()
+        while not stop.is_set():
+            for _ in range(rate // 10):
+                i += 1
+                cid = f"live-{rng.randrange(20000)}"
+                producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
+                    {"event_id": f"alive-{i}", "type": "message", "ts": stamp(), "sender": "customer",
+                     "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
+            k += 1
+            cid, conv = f"probe-{k}", f"probe-conv-{k}"
+            value = json.dumps({"event_id": f"aprobe-{k}", "type": "complaint", "ts": stamp(), "customer_id": cid,
+                                "agent_id": "agent-01", "conversation_id": conv}).encode()
+            sent[f"complaint_received|agent-01|{conv}"] = time.time()
+            producer.send(prefix + "cs.feedback", key=cid.encode(), value=value)
+            producer.flush()
+            next_at += tick
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    started = time.time()
+    feeder.start()
+    while time.time() - started < seconds + 30:
+        if time.time() - started >= seconds:
+            stop.set()
+            if len(got) >= len(sent):
+                break
+        for records in consumer.poll(timeout_ms=100).values():
+            now = time.time()
+            for r in records:
+                alert = json.loads(r.value)
+                if alert["action"] == "firing" and alert["key"] in sent and alert["key"] not in got:
+                    got[alert["key"]] = now
+    stop.set()
+    feeder.join()
+    consumer.close()
+    return [got[k] - sent[k] for k in got], len(sent)
+
+
+def main() -> None:
+    from broker import Broker
+    from test_worker import Workers
+    from worker import percentile, throughput
+
+    from cspulse.core import Rejected, decode
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
+    ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
+    ap.add_argument("--store-interval", type=float, default=10, help="CSPULSE_STORE_INTERVAL_S of the workers")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-alerts-"))
+    import os
+    bootstrap = os.environ.get("CSPULSE_KAFKA")
+    broker = None
+    if not bootstrap:
+        print("starting a Kafka broker …", flush=True)
+        broker = Broker(tmp / "kafka").start()
+        bootstrap = broker.bootstrap
+    running = []
+    try:
+        path = tmp / "events.jsonl"
+        cli = str(Path(sys.executable).parent / "cspulse")
+        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
+        subprocess.run([cli, "simulate", "--agents", str(args.agents), "--days", str(args.days),
+                        "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
+        n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))
+        print("in process: core, then core + rules …", flush=True)
+        core_rate, rules_rate = in_process(path)
+        quiet = tmp / "quiet.yaml"
+        quiet.write_text(QUIET_RULES)
+        rates = {}
+        for name, rules_file in (("quiet rules", str(quiet)), ("default rules", "")):
+            workers = Workers(bootstrap, tmp / name.replace(" ", "-"), partitions=8)
+            (tmp / name.replace(" ", "-")).mkdir()
+            workers.env["CSPULSE_STORE_INTERVAL_S"] = str(args.store_interval)
+            workers.env["CSPULSE_RULES_FILE"] = rules_file
+            print(f"worker with the {name}: producing and reading {n_in:,} events …", flush=True)
+            workers.produce(path)
+            running.append(workers)
+            workers.start()
+            rates[name] = throughput(workers.ports[-1], n_in)
+            if name == "quiet rules":
+                workers.stop()
+                running.remove(workers)
+        workers = running[-1]
+        print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
+        latencies, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+
+        quiet_us, default_us = 1e6 / rates["quiet rules"], 1e6 / rates["default rules"]
+        print()
+        print(f"in process, core alone:                 {core_rate:10,.0f} events/s")
+        print(f"in process, core + default rules:       {rules_rate:10,.0f} events/s")
+        print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  ({quiet_us:.0f} µs/event)")
+        print(f"worker, default rules:                  {rates['default rules']:10,.0f} events/s  ({default_us:.0f} µs/event)")
+        print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
+        if latencies:
+            print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+                  f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                  f"({len(latencies)} of {probes} probes seen)")
+        else:
+            print(f"complaint -> alert: none of {probes} probes seen")
+    finally:
+        for w in running:
+            w.stop()
+        if broker:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Alerts in the worker: the rules over its partitions' notes, delivered from the outbox.
+
+After each batch the worker hands the rules what its pipelines noted: notes
+of applied events and, from the look-ahead of the customers the batch changed,
+notes of events still held for ordering, so an alert does not wait for the
+allowed lateness.  Every second (the live-KPI refresh) the look-ahead of the
+live view adds the waits whose time came, so `customer_waiting` fires with no
+further event, and the rules over agents' KPIs are judged.  A note seen ahead comes again when applied; the alert
+key makes it one alert.
+
+Rules over agents' KPIs run on one worker only, the one holding input partition
+0, over the whole shop's book; with several workers its sliding windows see the
+responses of its own partitions only (said in the README).
+
+Delivery, never blocking the stream: `cs.alerts` (JSON, keyed by the alert key;
+a plain idempotent producer, outside the input transactions: alerts are
+at-least-once and carry their key, action and send count), the store (with the
+KPIs, every store interval), `/metrics`, and the webhooks of `CSPULSE_WEBHOOKS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+
+from cspulse.core import KpiBook, Pipeline
+from cspulse.core.params import US
+from rules.alerts import Alert
+from rules.delivery import WebhookSender
+from rules.engine import RuleEngine
+from rules.load import RuleSet
+
+log = logging.getLogger(__name__)
+
+
+def parse_webhooks(spec: str) -> list[tuple[str, str]]:
+    """'alertmanager=http://am:9093/api/v2/alerts json=http://hook' -> [(kind, url)]."""
+    out = []
+    for item in spec.replace(",", " ").split():
+        kind, sep, url = item.partition("=")
+        if not sep or kind not in ("json", "alertmanager") or not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhooks: '{item}' is not json=URL or alertmanager=URL")
+        out.append((kind, url))
+    return out
+
+
+class WorkerAlerts:
+    def __init__(self, rules: RuleSet, params, metrics, *, webhooks: str = "", shop: str = "default") -> None:
+        self.engine = RuleEngine(rules, params)
+        self.metrics = metrics
+        self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
+        self.unstored: dict[str, Alert] = {}       # changed since the last store write
+        self.retracted: set[str] = set()           # to delete from the store
+        self.outgoing: list[tuple[bytes, bytes]] = []   # (key, JSON) for cs.alerts
+        # every rule shows on /metrics, at 0 when nothing fires
+        self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
+        metrics.firing.counts = dict(self._none_firing)
+
+    def load(self, alerts) -> None:
+        self.engine.alerts.load(alerts, self.engine.rules)
+
+    def step(self, pipelines: dict[int, Pipeline], book: KpiBook | None, now: int) -> None:
+        """Observe the pipelines' new notes; with `book` (the leader), judge the agents too."""
+        applied, ahead = [], {}
+        for pl in list(pipelines.values()):
+            notes, seen_ahead = pl.drain_notes()
+            applied += notes
+            ahead.update(seen_ahead)
+        applied.sort(key=lambda n: n["ts"])
+        agents = set()
+        for note in applied:            # final: confirms what a look-ahead fired
+            self.engine.observe(note)
+            if note.get("agent_id"):
+                agents.add(note["agent_id"])
+        book_of_alerts = self.engine.alerts
+        for customer, notes in ahead.items():     # provisional: replaces that customer's last look
+            book_of_alerts.matched_keys = []
+            for note in sorted(notes, key=lambda n: n["ts"]):
+                self.engine.observe(note, provisional_for=customer)
+            book_of_alerts.reconcile(customer, set(book_of_alerts.matched_keys), now)
+        book_of_alerts.matched_keys = None
+        if book is not None:
+            agents |= {w for (w, p) in book.stated if w is not None}
+            self.engine.agents_changed(agents, now, book)
+        self.engine.tick(now, book)
+        self._deliver()
+
+    def _deliver(self) -> None:
+        deliveries = self.engine.alerts.drain()
+        if not deliveries:
+            return
+        for d in deliveries:
+            if d.action == "firing":   # (a retracted one stays counted: it was sent)
+                self.metrics.alerts.labels(d.alert["rule"], d.alert["severity"]).inc()
+            self.outgoing.append((d.alert["key"].encode(), json.dumps(dict(d.alert, action=d.action),
+                                                                       ensure_ascii=False).encode()))
+        changed, retracted = self.engine.alerts.changed_since(deliveries)
+        for alert in changed:
+            self.unstored[alert.key] = alert
+            self.retracted.discard(alert.key)
+        for key in retracted:
+            self.unstored.pop(key, None)
+            self.retracted.add(key)
+        for sender in self.senders:
+            sender.put(deliveries)
+        self.metrics.firing.counts = {**self._none_firing,
+                                      **Counter((a.rule, a.severity) for a in self.engine.alerts.firing())}
+
+    def take_unstored(self) -> tuple[list[Alert], list[str]]:
+        out = (list(self.unstored.values()), list(self.retracted))
+        self.unstored, self.retracted = {}, set()
+        return out
+
+    def close(self) -> None:
+        for sender in self.senders:
+            sender.close()
+
+
+def now_us() -> int:
+    return round(time.time() * US)
