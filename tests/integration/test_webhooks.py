@@ -2,15 +2,13 @@
 first) and a real Alertmanager (Debian's prometheus-alertmanager) through its v2 API."""
 
 import json
-import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from broker import free_port
+from conftest import am_alerts
 from cspulse.core.shopclock import to_us
 from rules.alerts import AlertBook
 from rules.delivery import WebhookSender
@@ -74,41 +72,20 @@ def test_a_webhook_that_is_down_gets_everything_later_in_order_and_nothing_waits
         server.shutdown()
 
 
-def test_alerts_appear_in_a_real_alertmanager_with_their_labels_and_annotations(tmp_path):
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    assert binary, "prometheus-alertmanager is missing: deploy/system-deps.sh installs it"
-    port = free_port()
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
-    am = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-                           f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}/api/v2"
-    sender = None
+def test_alerts_appear_in_a_real_alertmanager_with_their_labels_and_annotations(alertmanager):
+    now = round(time.time() * 1e6)
+    sender = WebhookSender(f"{alertmanager}/alerts", kind="alertmanager", shop="shop1",
+                           board_url="http://grafana.local/d/cspulse")
     try:
-        def ready():
-            try:
-                with urllib.request.urlopen(f"{base}/status", timeout=1):
-                    return True
-            except OSError:
-                return False
-        assert wait_for(ready, 30), am.stderr.read1().decode() if am.poll() is not None else "not ready"
-        now = round(time.time() * 1e6)
-        sender = WebhookSender(f"{base}/alerts", kind="alertmanager", shop="shop1",
-                               board_url="http://grafana.local/d/cspulse")
         sender.put(some_alerts(2, now=now))
         assert wait_for(lambda: sender.sent == 3)
-        with urllib.request.urlopen(f"{base}/alerts?active=true&silenced=false&inhibited=false", timeout=5) as r:
-            active = json.loads(r.read())
-        assert len(active) == 1                       # a0's complaint was resolved, a1's fires
-        alert = active[0]
-        assert alert["labels"] == {"alertname": "complaint_received", "rule": "complaint_received",
-                                   "severity": "critical", "shop": "shop1", "agent_id": "a1", "subject": "v1"}
-        assert alert["annotations"]["message"] == "complaint from customer c1 credited to a1"
-        assert alert["generatorURL"] == "http://grafana.local/d/cspulse"
-        assert alert["status"]["state"] == "active"
     finally:
-        if sender is not None:
-            sender.close()
-        am.terminate()
-        am.wait(timeout=10)
+        sender.close()
+    active = am_alerts(alertmanager)
+    assert len(active) == 1                       # a0's complaint was resolved, a1's fires
+    alert = active[0]
+    assert alert["labels"] == {"alertname": "complaint_received", "rule": "complaint_received",
+                               "severity": "critical", "shop": "shop1", "agent_id": "a1", "subject": "v1"}
+    assert alert["annotations"]["message"] == "complaint from customer c1 credited to a1"
+    assert alert["generatorURL"] == "http://grafana.local/d/cspulse"
+    assert alert["status"]["state"] == "active"

@@ -206,3 +206,19 @@ def test_the_same_events_twice_give_the_same_alerts():
 def test_every_default_rule_is_in_the_file_with_a_severity(rule):
     assert rule in {"slow_response", "customer_waiting", "response_time_degraded", "complaint_received",
                     "abnormal_order", "refund_spike", "improvement_plan_overdue"}
+
+
+def test_improvement_plan_overdue_fires_for_an_overdue_plan_only():
+    # The month-end close (issue 5) tracks plans and writes a "plan" note when one's state
+    # changes; the rule fires on state "overdue" and resolves when the plan comes in.
+    engine = RuleEngine(RULES)
+    due = at("2026-12-09T00:30:00")
+    plan = {"kind": "plan", "agent_id": "a3", "period": "2026-11", "due": "2026-12-09T00:30:00+08:00"}
+    engine.observe({**plan, "ts": due - 1, "state": "required"})
+    assert engine.alerts.alerts == {}
+    engine.observe({**plan, "ts": due, "state": "overdue"})
+    a, = engine.alerts.alerts.values()
+    assert (a.key, a.severity, a.state) == ("improvement_plan_overdue|a3|2026-11", "warning", "firing")
+    assert a.message == "a3's improvement plan for 2026-11 was due 2026-12-09T00:30:00+08:00 and is not submitted"
+    engine.observe({**plan, "ts": due + 60 * US, "state": "submitted"})
+    assert a.state == "resolved"
