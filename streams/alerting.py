@@ -27,7 +27,7 @@ from collections import Counter
 
 from cspulse.core import KpiBook, Pipeline
 from cspulse.core.params import US
-from rules.alerts import Alert
+from rules.alerts import Alert, Delivery
 from rules.delivery import WebhookSender
 from rules.engine import RuleEngine
 from rules.load import RuleSet
@@ -58,8 +58,17 @@ class WorkerAlerts:
         self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
         metrics.firing.counts = dict(self._none_firing)
 
-    def load(self, alerts) -> None:
+    def load(self, alerts, now: int) -> None:
+        """Continue from the stored alerts, and hand the webhooks again what may have been
+        queued for them when the worker stopped (their queues live in memory): every
+        firing alert, and those resolved within the last 30 min.  A receiver may see an
+        alert twice, never miss one; Alertmanager takes a repeat as the same alert."""
         self.engine.alerts.load(alerts, self.engine.rules)
+        recent = now - 30 * 60 * US
+        again = [Delivery("repeat" if a.state == "firing" else "resolved", a.as_json()) for a in alerts
+                 if a.state == "firing" or (a.resolved_at or 0) >= recent]
+        for sender in self.senders:
+            sender.put(again)
 
     def step(self, pipelines: dict[int, Pipeline], book: KpiBook | None, now: int) -> None:
         """Observe the pipelines' new notes; with `book` (the leader), judge the agents too."""

@@ -59,9 +59,15 @@ clocks = app.Table("clocks", **_state)    # "@p" -> the partition's clock and st
 
 pipelines: dict[int, Pipeline] = {}
 # The customer-keyed inputs whose event times must line up; reviews and spot checks
-# go to the order-independent desk. An input silent this long stops holding the others back.
+# go to the order-independent desk. An input silent this long stops holding the others
+# back, but only once it is read to its end (last processed offset at the partition's
+# high watermark): after a rebalance or in a backlog an input can go unread for seconds
+# with its messages waiting, and letting the others run ahead would make them late
+# (measured: a worker's partitions paused by a rebalance counted an unanswered wait twice).
 ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
 IDLE_S = 2.0
+_last_offset: dict[tuple[int, str], int] = {}     # (partition, topic) -> last offset processed
+_read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to its end, as last checked
 # Up to 2000 events, or what came within 100 ms: a backlog still comes in full batches
 # (fewer changelog messages), and a live event waits at most 100 ms for its batch (an
 # alert's latency; measured at 1,000 events/s: p99 413 ms at 100 ms, 511 ms at 200 ms).
@@ -154,7 +160,9 @@ def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     wall = time.monotonic()
     for event in batch:
         _last_heard[(p, event.message.topic)] = wall
-    idle = {t for t in ORDERED_INPUTS if wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
+        _last_offset[(p, event.message.topic)] = event.message.offset
+    idle = {t for t in ORDERED_INPUTS
+            if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
     dead, before = [], tally(pl.stats)
     for event in batch:
         message = event.message
@@ -177,6 +185,7 @@ async def process(stream):
         shares: dict[int, list] = defaultdict(list)
         for event in batch:
             shares[event.message.partition].append(event)
+        newest = max(e.message.timestamp for e in batch)
         dead = [(p, letter) for p, share in shares.items() for letter in _feed(p, share)]
         await _publish()
         for p, (key, envelope) in dead:
@@ -190,16 +199,63 @@ async def process(stream):
             alerting.step(pipelines, None, now)
             await _send_alerts()
         metrics.batch.observe(time.perf_counter() - started)
-        metrics.lag.set(max(0.0, time.time() - max(e.message.timestamp for e in batch)))
+        metrics.lag.set(max(0.0, time.time() - newest))
 
 
 async def _forget_partitions(app, partitions, **kwargs) -> None:
-    # After any rebalance a partition is rebuilt from the tables, which hold its latest state.
+    # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
+    # and no input counts as idle until it is seen read to its end again.
     pipelines.clear()
+    _read_to_end.clear()
+    _last_heard.clear()
+
+
+async def _check_read_to_end() -> None:
+    """Which inputs this worker has read to their end (processed offset at the high watermark)."""
+    seen = set()
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:
+        return
+    for tp in assigned:
+        if tp.topic not in ORDERED_INPUTS:
+            continue
+        end = app.consumer.highwater(tp)
+        if end is None:
+            continue
+        last = _last_offset.get((tp.partition, tp.topic))
+        if last is None:   # nothing processed since start: compare the read position
+            try:
+                position = await app.consumer.position(tp)
+            except Exception:
+                continue
+            done = position is not None and position >= end
+        else:
+            done = last + 1 >= end
+        if done:
+            seen.add((tp.partition, tp.topic))
+    _read_to_end.clear()
+    _read_to_end.update(seen)
 
 
 app.on_partitions_revoked.connect(_forget_partitions)
 app.on_partitions_assigned.connect(_forget_partitions)
+
+
+def _adopt_assigned() -> None:
+    """Rebuild the pipeline of every input partition this worker holds, not only those
+    with new events: a partition whose backlog was all read before a rebalance gets no
+    more events, and its book would otherwise never be stored again (measured: a
+    second worker joining mid-stream left two partitions' KPIs out of the store)."""
+    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+        return
+    try:
+        assigned = app.consumer.assignment()
+    except Exception:   # not started yet
+        return
+    for tp in assigned:
+        if tp.topic in ORDERED_INPUTS and tp.partition not in pipelines:
+            pipelines[tp.partition] = _restore(tp.partition)
 
 
 def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:
@@ -252,6 +308,7 @@ def _engine():
 @app.timer(SETTINGS.store_interval_s)
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
+    _adopt_assigned()
     views, goals = _snapshot_views()
     alerts = alerting.take_unstored()
     try:
@@ -296,6 +353,7 @@ async def refresh_live_kpis() -> None:
     # While a backlog streams in, every customer changes between refreshes and a refresh
     # costs more: space them so they take at most a fifth of the loop's time.
     global _next_refresh
+    await _check_read_to_end()
     started = time.monotonic()
     if started < _next_refresh:
         return
@@ -339,7 +397,7 @@ async def _alerts_ready() -> bool:
     global _alerts_loaded
     if not _alerts_loaded:
         try:
-            alerting.load(await asyncio.to_thread(_stored_alerts))
+            alerting.load(await asyncio.to_thread(_stored_alerts), now_us())
         except Exception:   # the store is busy or down: the notes wait in the pipelines
             metrics.store_errors.inc()
             log.exception("reading the stored alerts failed; alerts wait until it works")
