@@ -263,15 +263,27 @@ def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:
     return pl.view(max(now, pl.max_ts or 0), month)
 
 
-def _snapshot_views() -> tuple[dict[int, dict], list]:
-    """Each local partition's book as of now, and the goals of its agents (on the loop thread)."""
+def _partition_view(pl: Pipeline, now: int) -> dict:
+    return {f"{who or ''}|{period}": dict(b) for (who, period), b in _as_of(pl, now).stated.items()}
+
+
+async def _snapshot_views() -> tuple[dict[int, dict], list]:
+    """Each local partition's book as of now, and the goals of its agents; the loop
+    gets a turn between partitions, so batches (and alerts) do not wait for all."""
     now = round(time.time() * US)
     views, goals = {}, []
     for p, pl in list(pipelines.items()):
-        book = _as_of(pl, now)
-        views[p] = {f"{who or ''}|{period}": dict(b) for (who, period), b in book.stated.items()}
-        goals += repo.goal_rows(pl.desk.agents)
+        if pipelines.get(p) is pl:      # still ours after the last turn
+            views[p] = _partition_view(pl, now)
+            goals += repo.goal_rows(pl.desk.agents)
+        await asyncio.sleep(0)
     return views, goals
+
+
+def _snapshot_views_now() -> tuple[dict[int, dict], list]:
+    now = round(time.time() * US)
+    return ({p: _partition_view(pl, now) for p, pl in list(pipelines.items())},
+            [g for pl in list(pipelines.values()) for g in repo.goal_rows(pl.desk.agents)])
 
 
 def _store(views: dict[int, dict], goals: list, alerts: tuple[list, list]) -> dict[int, dict]:
@@ -309,7 +321,7 @@ def _engine():
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
     _adopt_assigned()
-    views, goals = _snapshot_views()
+    views, goals = await _snapshot_views()
     alerts = alerting.take_unstored()
     try:
         _remote.update(await asyncio.to_thread(_store, views, goals, alerts))
@@ -326,23 +338,19 @@ def _clock() -> ShopClock:
     return ShopClock(SETTINGS.params())
 
 
-def live_book(now: int) -> KpiBook:
-    """This month's book of the whole shop: this worker's partitions as of now, the
-    others' as last stored (by the workers that own them)."""
+async def live_book(now: int) -> KpiBook:
+    """This month's book of the whole shop: this worker's partitions as of now (the loop
+    gets a turn between them), the others' as last stored (by the workers that own them)."""
     month = _clock().day(now)[:7]
     book = KpiBook()
-    for pl in list(pipelines.values()):
-        book.add_buckets(_as_of(pl, now, month).stated)
+    for p, pl in list(pipelines.items()):
+        if pipelines.get(p) is pl:
+            book.add_buckets(_as_of(pl, now, month).stated)
+        await asyncio.sleep(0)
     for p, buckets in list(_remote.items()):
         if p not in pipelines:
             book.add_buckets({k: v for k, v in buckets.items() if k[1].startswith(month)})
     return book
-
-
-def live_kpis() -> dict[tuple[str | None, str], dict]:
-    """Today's and month-to-date KPIs of the whole shop."""
-    now = round(time.time() * US)
-    return live_book(now).windows(_clock().day(now))
 
 
 _next_refresh = 0.0
@@ -358,7 +366,7 @@ async def refresh_live_kpis() -> None:
     if started < _next_refresh:
         return
     now = now_us()
-    book = live_book(now)
+    book = await live_book(now)
     metrics.kpis.snapshot = book.windows(_clock().day(now))
     metrics.kpis_updated.set(time.time())
     if await _alerts_ready():
@@ -446,7 +454,7 @@ async def _send_alerts() -> None:
 def _store_on_shutdown(app, **kwargs) -> None:
     if pipelines:
         try:
-            _store(*_snapshot_views(), alerting.take_unstored())
+            _store(*_snapshot_views_now(), alerting.take_unstored())
         except Exception:
             log.exception("writing KPIs to the store at shutdown failed")
     alerting.close()

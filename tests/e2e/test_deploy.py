@@ -1,0 +1,58 @@
+"""The deployment files are right without a Docker engine: the compose file passes
+`docker-compose config` (Debian's docker-compose, no engine needed), every image is
+pinned, and Prometheus's and Alertmanager's own checkers accept their configs."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tool(name):
+    path = shutil.which(name)
+    assert path, f"{name} is missing: deploy/system-deps.sh installs it"
+    return path
+
+
+def test_the_compose_file_is_valid():
+    result = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_image_is_pinned_and_the_stack_is_complete():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"kafka", "postgres", "worker", "prometheus", "alertmanager", "grafana"}
+    for name, service in services.items():
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]*\d[\w.-]*", image) and not image.endswith(":latest"), (name, image)
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            assert re.fullmatch(r"FROM [\w./-]+:\d[\w.-]*( AS \w+)?", line), line
+    worker = services["worker"]["environment"]
+    assert worker["CSPULSE_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "alertmanager=http://alertmanager:9093/api/v2/alerts" in worker["CSPULSE_WEBHOOKS"]
+
+
+def test_prometheus_and_alertmanager_accept_their_configs():
+    for cmd in ([tool("promtool"), "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
+                [tool("amtool"), "check-config", str(ROOT / "deploy/alertmanager/alertmanager.yml")]):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["worker:6066"]
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboards():
+    sources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    source, = sources["datasources"]
+    assert (source["type"], source["url"], source["uid"]) == ("prometheus", "http://prometheus:9090", "cspulse-prometheus")
+    boards = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/cspulse.yml").read_text())
+    assert boards["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose["services"]["grafana"]["volumes"]
