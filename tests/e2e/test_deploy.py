@@ -56,3 +56,28 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards():
     assert boards["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in compose["services"]["grafana"]["volumes"]
+
+
+def test_the_dashboard_is_the_generators_output_with_units_and_variables():
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("make_dashboard", ROOT / "deploy/grafana/make_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    board = json.loads((ROOT / "deploy/grafana/dashboards/cspulse.json").read_text())
+    assert board == json.loads(json.dumps(module.build())), "run deploy/grafana/make_dashboard.py"
+    assert [v["name"] for v in board["templating"]["list"]] == ["shop", "agent"]
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert {p["datasource"]["uid"] for p in panels} == {"cspulse-prometheus"}
+    units = {p["fieldConfig"]["defaults"].get("unit") for p in panels}
+    assert {"s", "percentunit", "currencyCNY"} <= units
+    titles = " ".join(p["title"] for p in panels)
+    for needed in ("Inquiry conversion", "Avg response", "Customer loss", "Order amount", "Leaderboard",
+                   "Alerts firing", "Events/s by topic", "Rejected", "Processing lag"):
+        assert needed in titles, needed
+    # thresholds match the alert rules: slow response at 100 s, refund ratio 20%
+    by_title = {p["title"]: p for p in panels}
+    steps = by_title["Avg response 平均响应时间"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"value": 100, "color": "red"}
+    steps = by_title["Refunds 退款比例"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"value": 0.2, "color": "red"}
