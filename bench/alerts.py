@@ -123,6 +123,16 @@ def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -
     return [got[k] - sent[k] for k in got], len(sent)
 
 
+def loop_stalls(port: int) -> dict[str, float]:
+    """The worker's loop-lag histogram: {upper bound: ticks later than it} (and '+Inf': all ticks)."""
+    import re
+    from worker import scrape
+    buckets = {le: float(v) for le, v in
+               re.findall(r'^cspulse_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', scrape(port), re.M)}
+    total = buckets.get("+Inf", 0.0)
+    return {le: total - n for le, n in buckets.items() if le != "+Inf"} | {"+Inf": total}
+
+
 def main() -> None:
     from broker import Broker
     from test_worker import Workers
@@ -173,7 +183,9 @@ def main() -> None:
                 running.remove(workers)
         workers = running[-1]
         print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
+        before = loop_stalls(workers.ports[-1])
         latencies, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+        after = loop_stalls(workers.ports[-1])
 
         quiet_us, default_us = 1e6 / rates["quiet rules"], 1e6 / rates["default rules"]
         print()
@@ -182,6 +194,9 @@ def main() -> None:
         print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  ({quiet_us:.0f} µs/event)")
         print(f"worker, default rules:                  {rates['default rules']:10,.0f} events/s  ({default_us:.0f} µs/event)")
         print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
+        print("worker's event-loop ticks late by more than 0.1 / 0.25 / 0.5 / 1 s during the live load: "
+              + " / ".join(str(int(after[b] - before[b])) for b in ("0.1", "0.25", "0.5", "1.0"))
+              + f" (of {int(after['+Inf'] - before['+Inf'])} ticks)")
         if latencies:
             print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
                   f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "

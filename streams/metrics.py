@@ -124,6 +124,10 @@ class Metrics:
                               ["rule", "severity"], registry=registry)
         self.firing = FiringCollector()
         registry.register(self.firing)
+        self.loop_lag = Histogram("cspulse_event_loop_lag_seconds",
+                                  "How late a 100 ms tick of the worker's event loop ran (a stalled loop delays "
+                                  "batches, alerts and scrapes)",
+                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5), registry=registry)
         self.alert_delivery_errors = Counter("cspulse_alert_delivery_errors",
                                              "Failed sends of alerts to cs.alerts (retried)", registry=registry)
 

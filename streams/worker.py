@@ -422,6 +422,18 @@ def _stored_alerts():
 _alerts_producer = None
 
 
+@app.task
+async def _watch_the_loop() -> None:
+    """Measure the event loop's stalls: a tick that should come every 100 ms, and how late it came."""
+    tick = 0.1
+    expected = time.monotonic() + tick
+    while not app.should_stop:
+        await asyncio.sleep(max(0.0, expected - time.monotonic()))
+        now = time.monotonic()
+        metrics.loop_lag.observe(max(0.0, now - expected))
+        expected = max(expected, now) + tick
+
+
 async def _send_alerts() -> None:
     """cs.alerts, at least once: what fails to go stays queued for the next refresh.
 
