@@ -22,7 +22,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -65,62 +64,67 @@ def in_process(path: Path) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[float], int]:
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
+    """The live load, in a process of its own (so the reader's timing is not the feeder's GIL)."""
+    from kafka import KafkaProducer
     from zoneinfo import ZoneInfo
     zone = ZoneInfo("Asia/Shanghai")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    rng = random.Random(2)
+    tick, k, i = 0.1, 0, 0
+    started = next_at = time.monotonic()
+    while time.monotonic() - started < seconds:
+        stamp = datetime.now(zone).isoformat(timespec="milliseconds")
+        for _ in range(rate // 10):
+            i += 1
+            cid = f"live-{rng.randrange(20000)}"
+            producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
+                {"event_id": f"alive-{i}", "type": "message", "ts": stamp, "sender": "customer",
+                 "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
+        k += 1
+        cid, conv = f"probe-{k}", f"probe-conv-{k}"
+        value = json.dumps({"event_id": f"aprobe-{k}", "type": "complaint", "ts": stamp, "customer_id": cid,
+                            "agent_id": "agent-01", "conversation_id": conv}).encode()
+        sent.put((f"complaint_received|agent-01|{conv}", time.time()))
+        producer.send(prefix + "cs.feedback", key=cid.encode(), value=value)
+        producer.flush()
+        next_at += tick
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    producer.close()
+
+
+def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[float], int]:
+    import multiprocessing
+
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     topic = prefix + "cs.alerts"
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(parts)
     consumer.seek_to_end(*parts)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    sent: dict[str, float] = {}
+    for tp in parts:
+        consumer.position(tp)           # resolve the end now, before the load starts
+    sent_q = multiprocessing.Queue()
+    feeder = multiprocessing.Process(target=_feed, args=(bootstrap, prefix, rate, seconds, sent_q), daemon=True)
     got: dict[str, float] = {}
-    stop = threading.Event()
-    rng = random.Random(2)
-
-    def stamp() -> str:
-        return datetime.now(zone).isoformat(timespec="milliseconds")
-
-    def feed():
-        tick, k, i = 0.1, 0, 0
-        next_at = time.monotonic()
-        while not stop.is_set():
-            for _ in range(rate // 10):
-                i += 1
-                cid = f"live-{rng.randrange(20000)}"
-                producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
-                    {"event_id": f"alive-{i}", "type": "message", "ts": stamp(), "sender": "customer",
-                     "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
-            k += 1
-            cid, conv = f"probe-{k}", f"probe-conv-{k}"
-            value = json.dumps({"event_id": f"aprobe-{k}", "type": "complaint", "ts": stamp(), "customer_id": cid,
-                                "agent_id": "agent-01", "conversation_id": conv}).encode()
-            sent[f"complaint_received|agent-01|{conv}"] = time.time()
-            producer.send(prefix + "cs.feedback", key=cid.encode(), value=value)
-            producer.flush()
-            next_at += tick
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    feeder = threading.Thread(target=feed, daemon=True)
     started = time.time()
     feeder.start()
     while time.time() - started < seconds + 30:
-        if time.time() - started >= seconds:
-            stop.set()
-            if len(got) >= len(sent):
-                break
-        for records in consumer.poll(timeout_ms=100).values():
+        for records in consumer.poll(timeout_ms=50).values():
             now = time.time()
             for r in records:
                 alert = json.loads(r.value)
-                if alert["action"] == "firing" and alert["key"] in sent and alert["key"] not in got:
-                    got[alert["key"]] = now
-    stop.set()
+                if alert["action"] == "firing" and alert["key"].startswith("complaint_received|agent-01|probe-conv-"):
+                    got.setdefault(alert["key"], now)
+        if not feeder.is_alive() and time.time() - started > seconds + 5:
+            break
     feeder.join()
+    sent: dict[str, float] = {}
+    while not sent_q.empty():
+        key, t = sent_q.get()
+        sent[key] = t
     consumer.close()
-    return [got[k] - sent[k] for k in got], len(sent)
+    return [got[k] - sent[k] for k in got if k in sent], len(sent)
 
 
 def loop_stalls(port: int) -> dict[str, float]:
