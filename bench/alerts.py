@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +66,7 @@ def in_process(path: Path) -> tuple[float, float]:
 def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
     """The live load, in a process of its own (so the reader's timing is not the feeder's GIL)."""
     from kafka import KafkaProducer
+    from worker import live_chat
     from zoneinfo import ZoneInfo
     zone = ZoneInfo("Asia/Shanghai")
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -77,10 +77,8 @@ def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
         stamp = datetime.now(zone).isoformat(timespec="milliseconds")
         for _ in range(rate // 10):
             i += 1
-            cid = f"live-{rng.randrange(20000)}"
-            producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
-                {"event_id": f"alive-{i}", "type": "message", "ts": stamp, "sender": "customer",
-                 "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
+            key, value = live_chat(f"alive-{i}", rng, stamp)
+            producer.send(prefix + "cs.chat", key=key, value=value)
         k += 1
         cid, conv = f"probe-{k}", f"probe-conv-{k}"
         value = json.dumps({"event_id": f"aprobe-{k}", "type": "complaint", "ts": stamp, "customer_id": cid,
@@ -138,9 +136,8 @@ def loop_stalls(port: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from broker import Broker
     from test_worker import Workers
-    from worker import percentile, throughput
+    from worker import kafka, percentile, simulate, throughput
 
     from cspulse.core import Rejected, decode
 
@@ -152,66 +149,54 @@ def main() -> None:
     ap.add_argument("--store-interval", type=float, default=10, help="CSPULSE_STORE_INTERVAL_S of the workers")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-alerts-"))
-    import os
-    bootstrap = os.environ.get("CSPULSE_KAFKA")
-    broker = None
-    if not bootstrap:
-        print("starting a Kafka broker …", flush=True)
-        broker = Broker(tmp / "kafka").start()
-        bootstrap = broker.bootstrap
     running = []
-    try:
-        path = tmp / "events.jsonl"
-        cli = str(Path(sys.executable).parent / "cspulse")
-        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
-        subprocess.run([cli, "simulate", "--agents", str(args.agents), "--days", str(args.days),
-                        "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
-        n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))
-        print("in process: core, then core + rules …", flush=True)
-        core_rate, rules_rate = in_process(path)
-        quiet = tmp / "quiet.yaml"
-        quiet.write_text(QUIET_RULES)
-        rates = {}
-        for name, rules_file in (("quiet rules", str(quiet)), ("default rules", "")):
-            workers = Workers(bootstrap, tmp / name.replace(" ", "-"), partitions=8)
-            (tmp / name.replace(" ", "-")).mkdir()
-            workers.env["CSPULSE_STORE_INTERVAL_S"] = str(args.store_interval)
-            workers.env["CSPULSE_RULES_FILE"] = rules_file
-            print(f"worker with the {name}: producing and reading {n_in:,} events …", flush=True)
-            workers.produce(path)
-            running.append(workers)
-            workers.start()
-            rates[name] = throughput(workers.ports[-1], n_in)
-            if name == "quiet rules":
-                workers.stop()
-                running.remove(workers)
-        workers = running[-1]
-        print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
-        before = loop_stalls(workers.ports[-1])
-        latencies, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
-        after = loop_stalls(workers.ports[-1])
+    with kafka(tmp) as bootstrap:
+        try:
+            path = simulate(tmp, args.agents, args.days)
+            n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))
+            print("in process: core, then core + rules …", flush=True)
+            core_rate, rules_rate = in_process(path)
+            quiet = tmp / "quiet.yaml"
+            quiet.write_text(QUIET_RULES)
+            rates = {}
+            for name, rules_file in (("quiet rules", str(quiet)), ("default rules", "")):
+                workers = Workers(bootstrap, tmp / name.replace(" ", "-"), partitions=8)
+                (tmp / name.replace(" ", "-")).mkdir()
+                workers.env["CSPULSE_STORE_INTERVAL_S"] = str(args.store_interval)
+                workers.env["CSPULSE_RULES_FILE"] = rules_file
+                print(f"worker with the {name}: producing and reading {n_in:,} events …", flush=True)
+                workers.produce(path)
+                running.append(workers)
+                workers.start()
+                rates[name] = throughput(workers.ports[-1], n_in)
+                if name == "quiet rules":
+                    workers.stop()
+                    running.remove(workers)
+            workers = running[-1]
+            print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
+            before = loop_stalls(workers.ports[-1])
+            latencies, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+            after = loop_stalls(workers.ports[-1])
 
-        quiet_us, default_us = 1e6 / rates["quiet rules"], 1e6 / rates["default rules"]
-        print()
-        print(f"in process, core alone:                 {core_rate:10,.0f} events/s")
-        print(f"in process, core + default rules:       {rules_rate:10,.0f} events/s")
-        print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  ({quiet_us:.0f} µs/event)")
-        print(f"worker, default rules:                  {rates['default rules']:10,.0f} events/s  ({default_us:.0f} µs/event)")
-        print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
-        print("worker's event-loop ticks late by more than 0.1 / 0.25 / 0.5 / 1 s during the live load: "
-              + " / ".join(str(int(after[b] - before[b])) for b in ("0.1", "0.25", "0.5", "1.0"))
-              + f" (of {int(after['+Inf'] - before['+Inf'])} ticks)")
-        if latencies:
-            print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
-                  f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
-                  f"({len(latencies)} of {probes} probes seen)")
-        else:
-            print(f"complaint -> alert: none of {probes} probes seen")
-    finally:
-        for w in running:
-            w.stop()
-        if broker:
-            broker.stop()
+            quiet_us, default_us = 1e6 / rates["quiet rules"], 1e6 / rates["default rules"]
+            print()
+            print(f"in process, core alone:                 {core_rate:10,.0f} events/s")
+            print(f"in process, core + default rules:       {rules_rate:10,.0f} events/s")
+            print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  ({quiet_us:.0f} µs/event)")
+            print(f"worker, default rules:                  {rates['default rules']:10,.0f} events/s  ({default_us:.0f} µs/event)")
+            print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
+            print("worker's event-loop ticks late by more than 0.1 / 0.25 / 0.5 / 1 s during the live load: "
+                  + " / ".join(str(int(after[b] - before[b])) for b in ("0.1", "0.25", "0.5", "1.0"))
+                  + f" (of {int(after['+Inf'] - before['+Inf'])} ticks)")
+            if latencies:
+                print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+                      f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                      f"({len(latencies)} of {probes} probes seen)")
+            else:
+                print(f"complaint -> alert: none of {probes} probes seen")
+        finally:
+            for w in running:
+                w.stop()
 
 
 if __name__ == "__main__":

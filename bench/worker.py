@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -115,10 +116,8 @@ def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int,
         while not stop.is_set():
             for _ in range(rate // 10):
                 i += 1
-                cid = f"live-{rng.randrange(20000)}"
-                producer.send(prefix + "cs.chat", key=cid.encode(), value=json.dumps(
-                    {"event_id": f"live-{i}", "type": "message", "ts": stamp(), "sender": "customer",
-                     "conversation_id": f"lc-{cid}", "customer_id": cid}).encode())
+                key, value = live_chat(f"live-{i}", rng, stamp())
+                producer.send(prefix + "cs.chat", key=key, value=value)
             k += 1
             cid = f"probe-{k}"
             value = json.dumps({"event_id": f"probe-{k}", "type": "order_created", "ts": stamp(),
@@ -159,13 +158,45 @@ def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int,
     return [s - t for s, t in zip(seen, sent)], len(sent), memory
 
 
+@contextlib.contextmanager
+def kafka(tmp: Path):
+    """The bootstrap address: CSPULSE_KAFKA, or a broker started here (and stopped after)."""
+    from broker import Broker
+    given = os.environ.get("CSPULSE_KAFKA")
+    if given:
+        yield given
+        return
+    print("starting a Kafka broker …", flush=True)
+    broker = Broker(tmp / "kafka").start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def simulate(tmp: Path, agents: int, days: int) -> Path:
+    """A simulated shop's events (1% duplicates, 0.1% bad lines) in tmp/events.jsonl."""
+    path = tmp / "events.jsonl"
+    print(f"simulating {agents} agents × {days} days …", flush=True)
+    subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(agents),
+                    "--days", str(days), "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+def live_chat(event_id: str, rng: random.Random, stamp: str) -> tuple[bytes, bytes]:
+    """(key, value) of a customer's chat message stamped `stamp`, one of 20,000 customers."""
+    cid = f"live-{rng.randrange(20000)}"
+    return cid.encode(), json.dumps({"event_id": event_id, "type": "message", "ts": stamp, "sender": "customer",
+                                     "conversation_id": f"lc-{cid}", "customer_id": cid}).encode()
+
+
 def percentile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def main() -> None:
-    from broker import Broker
     from test_worker import Workers, month_kpis
 
     from cspulse import embedded
@@ -180,60 +211,49 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-"))
-    broker = None
-    bootstrap = os.environ.get("CSPULSE_KAFKA")
-    if not bootstrap:
-        print("starting a Kafka broker …", flush=True)
-        broker = Broker(tmp / "kafka").start()
-        bootstrap = broker.bootstrap
     workers = None
-    try:
-        path = tmp / "events.jsonl"
-        cli = str(Path(sys.executable).parent / "cspulse")
-        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
-        subprocess.run([cli, "simulate", "--agents", str(args.agents), "--days", str(args.days),
-                        "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
-        n = sum(1 for _ in path.open("rb"))
-        n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))  # bad lines stay out
-        url = f"sqlite:///{tmp / 'replay.db'}"
-        embedded.replay(embedded.open_sources([str(path)]), engine=repo.connect(url), params=Params(),
-                        until=to_us(datetime.now(timezone.utc)))
-        expected = month_kpis(url)
-        workers = Workers(bootstrap, tmp, partitions=8)
-        workers.env["CSPULSE_STORE_INTERVAL_S"] = "10"     # the default cadence, as deployed
-        print(f"producing {n:,} events …", flush=True)
-        started = time.perf_counter()
-        workers.produce(path)
-        produce_rate = n / (time.perf_counter() - started)
-        print("bare consumer …", flush=True)
-        topics = [workers.prefix + t for t in ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")]
-        bare_rate = asyncio.run(bare(bootstrap, topics, n_in))
-        print("worker …", flush=True)
-        proc = workers.start()
-        port = workers.ports[-1]
-        worker_rate = throughput(port, n_in)
-        exact = workers.wait_for(expected, timeout=120) == expected
-        print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
-        latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port, proc.pid)
+    with kafka(tmp) as bootstrap:
+        try:
+            path = simulate(tmp, args.agents, args.days)
+            n = sum(1 for _ in path.open("rb"))
+            n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))  # bad lines stay out
+            url = f"sqlite:///{tmp / 'replay.db'}"
+            embedded.replay(embedded.open_sources([str(path)]), engine=repo.connect(url), params=Params(),
+                            until=to_us(datetime.now(timezone.utc)))
+            expected = month_kpis(url)
+            workers = Workers(bootstrap, tmp, partitions=8)
+            workers.env["CSPULSE_STORE_INTERVAL_S"] = "10"     # the default cadence, as deployed
+            print(f"producing {n:,} events …", flush=True)
+            started = time.perf_counter()
+            workers.produce(path)
+            produce_rate = n / (time.perf_counter() - started)
+            print("bare consumer …", flush=True)
+            topics = [workers.prefix + t for t in ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")]
+            bare_rate = asyncio.run(bare(bootstrap, topics, n_in))
+            print("worker …", flush=True)
+            proc = workers.start()
+            port = workers.ports[-1]
+            worker_rate = throughput(port, n_in)
+            exact = workers.wait_for(expected, timeout=120) == expected
+            print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
+            latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port, proc.pid)
 
-        print()
-        print(f"events in the file:                    {n:10,}")
-        print(f"cspulse produce (kafka-python):        {produce_rate:10,.0f} events/s")
-        print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
-        print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
-              f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, 1 process)")
-        print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
-        if latencies:
-            print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
-                  f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
-                  f"({len(latencies)} of {probes} probes seen)")
-        print("worker RSS over the live run (s: MB): "
-              + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))
-    finally:
-        if workers:
-            workers.stop()
-        if broker:
-            broker.stop()
+            print()
+            print(f"events in the file:                    {n:10,}")
+            print(f"cspulse produce (kafka-python):        {produce_rate:10,.0f} events/s")
+            print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
+            print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
+                  f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, 1 process)")
+            print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
+            if latencies:
+                print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+                      f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                      f"({len(latencies)} of {probes} probes seen)")
+            print("worker RSS over the live run (s: MB): "
+                  + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))
+        finally:
+            if workers:
+                workers.stop()
 
 
 if __name__ == "__main__":

@@ -120,16 +120,15 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
                     progress(src.name, done, src.size or 0)
             if progress:
                 progress(src.name, done, src.size or done)
-        if runner is not None:
-            runner.finish(until)
+        # The KPIs are a view "as of" `until`; with rules, the same view gives their last alerts.
+        book = runner.finish(until) if runner is not None else pipeline.view(until)
         _checkpoint(pipeline, rejects, engine, runner)
     finally:
         seen.close()
         if gc_was_enabled:
             gc.enable()
     # The state goes on holding the last events for ordering, so the next replay
-    # continues the stream exactly; the stored KPIs are a view "as of" `until`.
-    book = pipeline.view(until)
+    # continues the stream exactly.
     s = pipeline.stats
     run = ReplayRun(started_at=started, finished_at=datetime.now(timezone.utc),
                     sources=", ".join(x.name for x in sources),

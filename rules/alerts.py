@@ -113,8 +113,7 @@ class AlertBook:
                 self._supports[customer].discard(key)
                 del self._provisional[key]
                 alert = self.alerts.pop(key)
-                self._timed.pop(key, None)
-                self._firing.get(alert.rule, set()).discard(key)
+                self._unindex(alert)
                 alert.state, alert.resolved_at = "retracted", now
                 self.outbox.append(Delivery("retracted", alert.as_json()))
         if not self._supports.get(customer, True):
@@ -160,9 +159,13 @@ class AlertBook:
 
     def _resolve(self, alert: Alert, now: int) -> None:
         alert.state, alert.resolved_at = "resolved", now
+        self._unindex(alert)
+        self._send("resolved", alert)
+
+    def _unindex(self, alert: Alert) -> None:
+        """It no longer fires: out of the firing and resolve_after indexes."""
         self._timed.pop(alert.key, None)
         self._firing.get(alert.rule, set()).discard(alert.key)
-        self._send("resolved", alert)
 
     def _send(self, action: str, alert: Alert) -> None:
         if alert.state == "firing":

@@ -25,7 +25,7 @@ from cspulse.core.params import US, Params
 from cspulse.core.shopclock import ShopClock
 
 from .alerts import AlertBook
-from .load import RuleSet
+from .load import RuleSet, window_prefix
 
 _names = itertools.count(1)
 
@@ -64,8 +64,8 @@ class RuleEngine:
         self._host.register_rulesets(copy.deepcopy({self._name: definition}))
         self._ids = itertools.count(1)
         self._by_kind = {kind: rules.watching(kind) for kind in {r.watch for r in rules.rules}}
-        self._facts: dict[str, dict] = {}                  # agent -> the fact asserted for it
-        self._windows = {w: s for w, s in rules.agent_windows.items()}
+        self._facts: dict[str, tuple[dict, dict]] = {}     # agent -> (its values, the fact asserted)
+        self._windows = rules.agent_windows
         self._needed = {w: rules.needed(w) for w in self._windows}
         longest = max((s for s in self._windows.values() if s), default=0)
         self._horizon = round(longest * US)
@@ -89,7 +89,7 @@ class RuleEngine:
         event = {k: v for k, v in note.items() if v is not None}
         event["id"] = f"n{next(self._ids)}"
         event["sid"] = agent or "shop"
-        self._judge(rules, lambda: self._host.post(self._name, event), note, now, provisional_for=provisional_for)
+        self._judge(rules, lambda: self._host.post(self._name, event), now, lambda rule: note, provisional_for)
 
     # -- agents ---------------------------------------------------------------
 
@@ -105,16 +105,14 @@ class RuleEngine:
                 continue
             values = self._agent_values(agent, now, day, book)
             old = self._facts.get(agent)
-            if old is not None and {k: v for k, v in old.items() if k not in ("id", "sid", "seq")} == values:
+            if old is not None and old[0] == values:
                 continue
             fact = dict(values, id=f"agent:{agent}", sid=agent, seq=next(self._ids))
             if old is not None:
-                self._host.retract_fact(self._name, old)
-            self._facts[agent] = fact
-            shown = {"agent_id": agent}
-            for window, kpis in self._readable(values).items():
-                shown.update(kpis)
-            self._judge(rules, lambda: self._host.assert_fact(self._name, fact), shown, now, by_rule=values)
+                self._host.retract_fact(self._name, old[1])
+            self._facts[agent] = (values, fact)
+            self._judge(rules, lambda: self._host.assert_fact(self._name, fact), now,
+                        lambda rule: _window_values(values, rule.prefix()))
 
     def tick(self, now: int, book: KpiBook | None = None) -> None:
         """Time passed: resolve single-event alerts past `resolve_after`, and look again
@@ -132,7 +130,7 @@ class RuleEngine:
                 kpis = book.agent_kpis(agent, day if window == "today" else day[:7])
             else:
                 kpis = self._sliding(agent, now, round(length * US))
-            prefix = f"w{length:g}__" if length else f"{window}__"
+            prefix = window_prefix(window, length)
             for name in needed:
                 if kpis.get(name) is not None:
                     values[prefix + name] = kpis[name]
@@ -149,18 +147,11 @@ class RuleEngine:
                 "complaints": sum(1 for ts, kind, _ in recent if kind == "complaint" and ts > now - length),
                 "abnormal_orders": sum(1 for ts, kind, _ in recent if kind == "order_flagged" and ts > now - length)}
 
-    def _readable(self, values: dict) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for key, value in values.items():
-            if "__" in key:
-                window, name = key.split("__", 1)
-                out.setdefault(window, {})[name] = value
-        return out
-
     # -- judging --------------------------------------------------------------
 
-    def _judge(self, rules, post, values: dict, now: int, by_rule: dict | None = None,
-               provisional_for: str | None = None) -> None:
+    def _judge(self, rules, post, now: int, values_for, provisional_for: str | None = None) -> None:
+        """Post, then tell the alert book which watching rules matched (`values_for(rule)`:
+        what the rule's alert shows) and which missed."""
         self._hits.clear()
         try:
             post()
@@ -168,12 +159,12 @@ class RuleEngine:
             pass                               # no rule matched: every watching rule missed
         hits = set(self._hits)
         for rule in rules:
-            shown = values
-            if by_rule is not None:            # an agent: show each rule its own window's KPIs
-                prefix = rule.prefix()
-                shown = {"agent_id": values["agent_id"],
-                         **{k[len(prefix):]: v for k, v in by_rule.items() if k.startswith(prefix)}}
             if rule.name in hits:
-                self.alerts.matched(rule, shown, now, provisional_for)
+                self.alerts.matched(rule, values_for(rule), now, provisional_for)
             else:
-                self.alerts.missed(rule, shown, now)
+                self.alerts.missed(rule, values_for(rule), now)
+
+
+def _window_values(values: dict, prefix: str) -> dict:
+    """An agent's fact as one rule sees it: its window's KPIs by their plain names."""
+    return {"agent_id": values["agent_id"], **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}

@@ -47,6 +47,11 @@ class RuleFileError(Exception):
     """A rule file that cannot be used; the message is one line."""
 
 
+def window_prefix(window: str, length_s: float | None) -> str:
+    """The prefix of a window's fields in an agent's fact: "today__", "month__", "w1800__"."""
+    return f"w{length_s:g}__" if length_s else f"{window}__"
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -70,7 +75,7 @@ class Rule:
 
     def prefix(self) -> str:
         """How the agent fact names this rule's window's fields."""
-        return "" if self.watch != "agent" else (f"w{self.window_s:g}__" if self.window_s else f"{self.window}__")
+        return "" if self.watch != "agent" else window_prefix(self.window, self.window_s)
 
     def compiled(self) -> dict:
         """The condition in durable-rules' JSON syntax, with the rule's own implied terms."""

@@ -10,7 +10,7 @@ as of the end.  Deterministic: the same file gives the same alerts.
 
 from __future__ import annotations
 
-from cspulse.core import Pipeline
+from cspulse.core import KpiBook, Pipeline
 from cspulse.core.params import US
 
 from .engine import RuleEngine
@@ -45,19 +45,22 @@ class AlertRunner:
         if self.now >= self._next_look:
             self._look(self.now, pl.book)
 
-    def finish(self, until: int | None = None) -> None:
+    def finish(self, until: int | None = None) -> KpiBook:
         """The alerts as of `until` (default: the newest event): held events and due
-        timers are looked at on copies, as `Pipeline.view` does for the KPIs."""
+        timers are looked at on copies, in the same `Pipeline.view` that gives the
+        KPIs as of then; that view is returned."""
         pl = self.pipeline
         self.step()
+        notes: list = []
+        book = pl.view(until, notes=notes)
         now = until if until is not None else pl.max_ts
         if now is None:
-            return
-        book = pl.view(now)
-        self._observe(pl.pending_notes(now), book)
+            return book
+        self._observe(notes, book)
         self._agents.update(book.agents(pl.clock.day(now)))
         self.now = max(self.now, now)
         self._look(self.now, book)
+        return book
 
     def _observe(self, notes, book) -> None:
         # One release can apply many minutes of events at once: look at the agents as

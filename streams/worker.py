@@ -213,13 +213,7 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
 async def _check_read_to_end() -> None:
     """Which inputs this worker has read to their end (processed offset at the high watermark)."""
     seen = set()
-    try:
-        assigned = app.consumer.assignment()
-    except Exception:
-        return
-    for tp in assigned:
-        if tp.topic not in ORDERED_INPUTS:
-            continue
+    for tp in _assigned_inputs():
         end = app.consumer.highwater(tp)
         if end is None:
             continue
@@ -249,13 +243,18 @@ def _adopt_assigned() -> None:
     second worker joining mid-stream left two partitions' KPIs out of the store)."""
     if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
         return
+    for tp in _assigned_inputs():
+        if tp.partition not in pipelines:
+            pipelines[tp.partition] = _restore(tp.partition)
+
+
+def _assigned_inputs() -> list:
+    """The partitions of the customer-keyed inputs this worker holds (none before it starts)."""
     try:
         assigned = app.consumer.assignment()
     except Exception:   # not started yet
-        return
-    for tp in assigned:
-        if tp.topic in ORDERED_INPUTS and tp.partition not in pipelines:
-            pipelines[tp.partition] = _restore(tp.partition)
+        return []
+    return [tp for tp in assigned if tp.topic in ORDERED_INPUTS]
 
 
 def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:

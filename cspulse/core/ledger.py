@@ -192,11 +192,11 @@ class CustomerLedger:
         while True:
             next_event = pending[0][0] if pending and pending[0][0] < before else None
             if timers and (timers[0][0] <= next_event if next_event is not None else timers[0][0] <= timers_upto):
-                _, kind, key = heapq.heappop(timers)
+                due, kind, key = heapq.heappop(timers)
                 if kind == "wait":
                     self._wait_expired(cust, key, out)
                 elif kind == "waiting":
-                    self._still_waiting(cid, cust, key)
+                    self._still_waiting(cid, cust, key, due)
                 else:
                     self._inquiry_ended(cust, key, out)
             elif next_event is not None:
@@ -391,14 +391,14 @@ class CustomerLedger:
             wait.unanswered_who = conv.last_human
             out.append((conv.last_human, wait.day, "unanswered", 1))
 
-    def _still_waiting(self, cid: str, cust: Customer, key: tuple) -> None:
+    def _still_waiting(self, cid: str, cust: Customer, key: tuple, due: int) -> None:
         conv_id, opened, check = key
         conv = cust.conversations.get(conv_id)
         wait = conv.wait if conv else None
         if wait is not None and wait.opened == opened:
             wait.reported = max(wait.reported, check)
             if self.notes is not None:
-                self.notes.append({"kind": "wait", "ts": self.clock.after_service(opened, check),
+                self.notes.append({"kind": "wait", "ts": due,
                                    "agent_id": conv.last_human, "customer_id": cid, "conversation_id": conv_id,
                                    "waited_s": check, "open": True})
 

@@ -55,9 +55,13 @@ class Stats:
         return sum(self.rejected.values())
 
 
-
 _ALL = 1 << 62
 _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
+
+
+def _needs_ahead(cust, now: int) -> bool:
+    """A customer a look-ahead at `now` must run: events held, or a timer due."""
+    return bool(cust.pending or (cust.timers and cust.timers[0][0] <= now))
 
 
 class Pipeline:
@@ -180,11 +184,12 @@ class Pipeline:
             ledger.sweep(watermark, self.horizon)
             self.desk.prune_ids(watermark - self.horizon)
 
-    def view(self, until: int | None = None, month: str | None = None) -> KpiBook:
+    def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
         """The book as `finish(until)` would leave it, without changing anything: held
         events are applied and due timers fired on copies of the customers concerned.
         With `month`, only that month's buckets are copied (others may get the facts
-        of held events).
+        of held events).  With `notes` (a list; changes not tracked), the notes those
+        copies write are added to it.
 
         While changes are tracked (a worker asking every second), each customer's
         look-ahead is kept and redone only when the customer changed or one of its
@@ -197,7 +202,9 @@ class Pipeline:
         ledger = self.ledger
         concerned = self._concerned(now)
         if ledger.changed is None:
-            book.add_all(ledger.shadow(concerned).release(_ALL, now))
+            twin = ledger.shadow(concerned)
+            twin.notes = notes
+            book.add_all(twin.release(_ALL, now))
         else:
             self._look_ahead(concerned, now)
             book.add_buckets(self._ahead_book.stated)
@@ -206,26 +213,20 @@ class Pipeline:
     def _concerned(self, now: int) -> set[str]:
         """Customers with held events or a timer due by `now`: one pass over the customers
         (the index heaps hold an entry per held event and timer, many more)."""
-        return {cid for cid, c in self.ledger.customers.items() if c.pending or (c.timers and c.timers[0][0] <= now)}
+        return {cid for cid, c in self.ledger.customers.items() if _needs_ahead(c, now)}
 
-    def pending_notes(self, until: int | None = None) -> list:
-        """The notes (ledger.py) that `finish(until)` would write, without changing anything."""
-        now = until if until is not None else self.max_ts
-        if now is None:
-            return []
+    def _take_dirty(self) -> set[str]:
+        """Customers changed since the last look-ahead (drained or not yet)."""
         ledger = self.ledger
-        twin = ledger.shadow(self._concerned(now))
-        twin.notes = []
-        twin.release(_ALL, now)
-        return twin.notes
+        dirty = self._dirty | ledger.changed | ledger.removed
+        self._dirty = set()
+        return dirty
 
     def _look_ahead(self, concerned: set, now: int) -> None:
         if now < self._ahead_now:      # the memo holds timers fired up to a later time: start over
             self._reset_look_ahead()
         self._ahead_now = now
-        ledger, ahead = self.ledger, self._ahead
-        dirty = self._dirty | ledger.changed | ledger.removed
-        self._dirty = set()
+        ahead, dirty = self._ahead, self._take_dirty()
         for cid in [c for c, (_, due) in ahead.items()
                     if c not in concerned or c in dirty or (due is not None and due <= now)]:
             self._forget_ahead(cid)
@@ -240,18 +241,15 @@ class Pipeline:
         """The look-ahead of `view`, for the customers changed since the last one only
         (while changes are tracked): their notes come out at once, at the cost of what
         changed, for an owner that wants alerts sooner than it wants a view."""
-        ledger = self.ledger
-        if ledger.changed is None or now < self._ahead_now:
+        if self.ledger.changed is None or now < self._ahead_now:
             return                      # the next view starts over
         self._ahead_now = now
-        dirty = self._dirty | ledger.changed | ledger.removed
-        self._dirty = set()
+        dirty = self._take_dirty()
         for cid in dirty:
             if cid in self._ahead:
                 self._forget_ahead(cid)
-        customers = ledger.customers
-        self._ahead_for([cid for cid in dirty if (c := customers.get(cid)) is not None
-                         and (c.pending or (c.timers and c.timers[0][0] <= now))], now)
+        customers = self.ledger.customers
+        self._ahead_for([cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)], now)
 
     def _ahead_for(self, fresh: list, now: int) -> None:
         ahead, book = self._ahead, self._ahead_book

@@ -33,6 +33,14 @@ HEADLINE = [
 UNITS = {stem: unit for stem, _, unit, _ in HEADLINE}
 
 
+RESPONSE_STEPS = HEADLINE[1][3]
+
+
+def per_agent(stem: str, window: str) -> str:
+    """One KPI for every agent shown (`max by`: each worker reports the whole shop)."""
+    return f'max by (agent_id) (cspulse_agent_{stem}{{window="{window}", {AGENT_SEL}}})'
+
+
 def thresholds(steps):
     return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
 
@@ -67,8 +75,7 @@ def build() -> dict:
         y += 8
     panels.append(row("Agents", y))
     y += 1
-    table_targets = [{"expr": f'max by (agent_id) (cspulse_agent_{stem}{{window="month", {AGENT_SEL}}})',
-                      "format": "table", "instant": True} for stem, *_ in HEADLINE]
+    table_targets = [{"expr": per_agent(stem, "month"), "format": "table", "instant": True} for stem, *_ in HEADLINE]
     overrides = [{"matcher": {"id": "byName", "options": f"Value #{chr(65 + i)}"},
                   "properties": [{"id": "displayName", "value": title}, {"id": "unit", "value": unit}]}
                  for i, (stem, title, unit, _) in enumerate(HEADLINE)]
@@ -79,25 +86,25 @@ def build() -> dict:
     panels.append(table)
     y += 9
     panels.append(panel("bargauge", "Leaderboard: order amount this month",
-                        [{"expr": f'sort_desc(max by (agent_id) (cspulse_agent_order_amount_cny{{window="month", {AGENT_SEL}}}))',
+                        [{"expr": f'sort_desc({per_agent("order_amount_cny", "month")})',
                           "legendFormat": "{{agent_id}}", "instant": True}],
                         0, y, 8, 9, "currencyCNY", options={"orientation": "horizontal", "displayMode": "gradient"}))
     panels.append(panel("bargauge", "Leaderboard: inquiry conversion this month",
-                        [{"expr": f'sort_desc(max by (agent_id) (cspulse_agent_inquiry_conversion_ratio{{window="month", {AGENT_SEL}}}))',
+                        [{"expr": f'sort_desc({per_agent("inquiry_conversion_ratio", "month")})',
                           "legendFormat": "{{agent_id}}", "instant": True}],
                         8, y, 8, 9, "percentunit", HEADLINE[0][3], options={"orientation": "horizontal"}))
     panels.append(panel("bargauge", "Response time today by agent (avg, first)",
-                        [{"expr": f'max by (agent_id) (cspulse_agent_avg_response_time_seconds{{window="today", {AGENT_SEL}}})',
+                        [{"expr": per_agent("avg_response_time_seconds", "today"),
                           "legendFormat": "{{agent_id}} avg", "instant": True},
-                         {"expr": f'max by (agent_id) (cspulse_agent_first_response_time_seconds{{window="today", {AGENT_SEL}}})',
+                         {"expr": per_agent("first_response_time_seconds", "today"),
                           "legendFormat": "{{agent_id}} first", "instant": True}],
-                        16, y, 8, 9, "s", HEADLINE[1][3], options={"orientation": "horizontal"}))
+                        16, y, 8, 9, "s", RESPONSE_STEPS, options={"orientation": "horizontal"}))
     y += 9
     panels.append(panel("timeseries", "Response time today (avg per agent)",
-                        [{"expr": f'max by (agent_id) (cspulse_agent_avg_response_time_seconds{{window="today", {AGENT_SEL}}})',
-                          "legendFormat": "{{agent_id}}"}], 0, y, 12, 8, "s", HEADLINE[1][3]))
+                        [{"expr": per_agent("avg_response_time_seconds", "today"),
+                          "legendFormat": "{{agent_id}}"}], 0, y, 12, 8, "s", RESPONSE_STEPS))
     panels.append(panel("timeseries", "Answered within 3 min today",
-                        [{"expr": f'max by (agent_id) (cspulse_agent_response_within_3min_ratio{{window="today", {AGENT_SEL}}})',
+                        [{"expr": per_agent("response_within_3min_ratio", "today"),
                           "legendFormat": "{{agent_id}}"}], 12, y, 12, 8, "percentunit"))
     y += 8
     panels.append(row("Alerts", y))
