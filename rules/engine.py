@@ -2,7 +2,9 @@
 
 The rule files are compiled into one durable-rules ruleset per `RuleEngine`
 (a fresh name each time, so tests can make as many as they like).  Observations
-(`Note`s from the core) are posted as events: consumed, never retained.  Each
+(`Note`s from the core) are asserted as facts and retracted at once (an event
+posted to durable-rules is consumed by the first rule it matches, so a second
+rule watching the same kind would never see it; a fact is matched by every rule).  Each
 agent's live KPIs are one aggregate fact, retracted and asserted again when a
 value the rules read changes (the engine keeps about 8 KB per retained fact,
 so never one per chat or order).  The engine's own timer threads are never
@@ -86,10 +88,11 @@ class RuleEngine:
         rules = self._by_kind.get(kind)
         if not rules:
             return
-        event = {k: v for k, v in note.items() if v is not None}
-        event["id"] = f"n{next(self._ids)}"
-        event["sid"] = agent or "shop"
-        self._judge(rules, lambda: self._host.post(self._name, event), now, lambda rule: note, provisional_for)
+        fact = {k: v for k, v in note.items() if v is not None}
+        fact["id"] = f"n{next(self._ids)}"
+        fact["sid"] = agent or "shop"
+        self._judge(rules, lambda: self._host.assert_fact(self._name, fact), now, lambda rule: note, provisional_for)
+        self._host.retract_fact(self._name, fact)
 
     # -- agents ---------------------------------------------------------------
 
@@ -168,3 +171,33 @@ class RuleEngine:
 def _window_values(values: dict, prefix: str) -> dict:
     """An agent's fact as one rule sees it: its window's KPIs by their plain names."""
     return {"agent_id": values["agent_id"], **{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}}
+
+
+class ConsequenceEngine:
+    """The month-end rules (SPEC §5 step 7): each ranked agent's standing is one fact,
+    asserted and retracted; `decide` says which rules matched whom."""
+
+    def __init__(self, rules) -> None:
+        self.rules = rules
+        self._hits: list[str] = []
+        self._host = _Host(self._hits)
+        self._name = f"cspulse_month_end_{next(_names)}"
+        definition = {r.name: {"all": [{"m": r.compiled()}], "run": r.name} for r in rules.rules}
+        self._host.register_rulesets(copy.deepcopy({self._name: definition}))
+
+    def decide(self, standings: list[dict]) -> list[tuple[str, str]]:
+        """[(agent_id, rule name)] in the order of the standings, then of the rule file."""
+        order = [r.name for r in self.rules.rules]
+        out = []
+        for i, values in enumerate(standings):
+            fact = {k: v for k, v in values.items() if v is not None}
+            fact.update(kind="standing", id=f"s{i}", sid=values["agent_id"])
+            self._hits.clear()
+            try:
+                self._host.assert_fact(self._name, fact)
+            except durable.MessageNotHandledException:
+                pass
+            self._host.retract_fact(self._name, fact)
+            hits = set(self._hits)
+            out += [(values["agent_id"], name) for name in order if name in hits]
+        return out

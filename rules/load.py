@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from referencing import Registry, Resource
 
 from cspulse.core.kpi_names import KPI_NAMES
 
@@ -50,6 +51,17 @@ class RuleFileError(Exception):
 def window_prefix(window: str, length_s: float | None) -> str:
     """The prefix of a window's fields in an agent's fact: "today__", "month__", "w1800__"."""
     return f"w{length_s:g}__" if length_s else f"{window}__"
+
+
+def render(message: str, values: dict) -> str:
+    """A checked message template with the subject's values; a value without data reads "n/a"."""
+    out = []
+    for literal, field, spec, _ in string.Formatter().parse(message):
+        out.append(literal)
+        if field is not None:
+            value = values.get(field)
+            out.append("n/a" if value is None else format(value, spec or ""))
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -85,14 +97,7 @@ class Rule:
         return {"$and": terms}
 
     def render(self, values: dict) -> str:
-        """The message with the subject's values; a value without data reads "n/a"."""
-        out = []
-        for literal, field, spec, _ in string.Formatter().parse(self.message):
-            out.append(literal)
-            if field is not None:
-                value = values.get(field)
-                out.append("n/a" if value is None else format(value, spec or ""))
-        return "".join(out)
+        return render(self.message, values)
 
 
 @dataclass(frozen=True)
@@ -121,35 +126,51 @@ class RuleSet:
         return out - {"agent_id"}
 
 
-@cache
-def _schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
-
-
 def seconds(duration: str) -> float:
     return float(duration[:-1]) * _UNITS[duration[-1]]
 
 
-def load_rules(path: str | Path = DEFAULT_RULES) -> RuleSet:
-    """Read and validate a rule file; raise RuleFileError (one line) if anything is wrong."""
+def read_yaml(path: str | Path):
+    """A YAML file's data, safely (no tags, no code); RuleFileError (one line) if unreadable."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RuleFileError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise RuleFileError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
-    return parse_rules(data, str(path))
+
+
+def check_schema(data, schema: str, source: str, item: str = "rules") -> None:
+    """Validate against one of the published schemas beside this module (they may refer
+    to each other); the best error as one line naming the file and the rule."""
+    validator = jsonschema.Draft202012Validator(_schemas()[schema], registry=_registry())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        raise RuleFileError(f"{source}: {_where(data, list(error.absolute_path), item)}{error.message}")
+
+
+@cache
+def _schemas() -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in SCHEMA_PATH.parent.glob("*schema.json")}
+
+
+@cache
+def _registry() -> Registry:
+    return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in _schemas().values())
+
+
+def load_rules(path: str | Path = DEFAULT_RULES) -> RuleSet:
+    """Read and validate a rule file; raise RuleFileError (one line) if anything is wrong."""
+    return parse_rules(read_yaml(path), str(path))
 
 
 def parse_rules(data, source: str) -> RuleSet:
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_schema()).iter_errors(data))
-    if error is not None:
-        raise RuleFileError(f"{source}: {_where(data, list(error.absolute_path))}{error.message}")
+    check_schema(data, SCHEMA_PATH.name, source)
     repeat = seconds(data.get("repeat_interval", "30m"))
     rules, names = [], set()
     for raw in data["rules"]:
@@ -185,10 +206,10 @@ def parse_rules(data, source: str) -> RuleSet:
     return RuleSet(tuple(rules), source)
 
 
-def _where(data, path: list) -> str:
+def _where(data, path: list, item: str = "rules") -> str:
     """'rule NAME: field: ' for an error inside a rule, from the schema error's path."""
-    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
-        raw = data["rules"][path[1]]
+    if len(path) >= 2 and path[0] == item and isinstance(path[1], int):
+        raw = data[item][path[1]]
         name = raw.get("name") if isinstance(raw, dict) else None
         rest = ".".join(str(p) for p in path[2:])
         return (f"rule '{name}': " if name else f"rule #{path[1] + 1}: ") + (f"{rest}: " if rest else "")

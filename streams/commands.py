@@ -30,7 +30,9 @@ from cspulse.settings import Settings
 from cspulse.simulate import Simulator
 from cspulse.core import Pipeline
 from rules.engine import RuleEngine
-from rules.load import RuleFileError, load_rules
+from rules.load import RuleFileError
+from rules.month_end import MonthEndRules, load_any
+from cspulse.monthend.scoring import Scorecard
 from rules.runner import AlertRunner
 from store import repo
 from streams import views
@@ -182,10 +184,16 @@ async def alerts(self, state: str, agent: str | None, as_json: bool, db: str | N
 )
 @one_line_errors
 async def rules(self, action: str, file: str, events: str | None, as_json: bool) -> None:
-    """Validate a rule file; with --events, show which alerts it would fire."""
-    ruleset = load_rules(file)
-    if events is None:
+    """Validate a rule file (alerts, scorecard or month-end); with --events, show which alerts it would fire."""
+    ruleset = load_any(file)
+    if isinstance(ruleset, Scorecard):
+        print(f"{file}: scorecard, valid: {len(ruleset.kpis)} KPIs weighing "
+              f"{sum(s.weight for s in ruleset.kpis):g}, ranked from {ruleset.min_served_customers} served customers")
+        return
+    if events is None or isinstance(ruleset, MonthEndRules):
         print(f"{file}: {len(ruleset.rules)} rules, valid: " + ", ".join(r.name for r in ruleset.rules))
+        if events is not None:
+            raise UsageError("--events: month-end rules run at the close, not on events; try `cspulse close-month`")
         return
     source, = open_sources([events])
     params = dataclasses.replace(SETTINGS.params(), wait_checks_s=ruleset.wait_checks_s)

@@ -222,3 +222,19 @@ def test_improvement_plan_overdue_fires_for_an_overdue_plan_only():
     assert a.message == "a3's improvement plan for 2026-11 was due 2026-12-09T00:30:00+08:00 and is not submitted"
     engine.observe({**plan, "ts": due + 60 * US, "state": "submitted"})
     assert a.state == "resolved"
+
+
+def test_two_rules_watching_the_same_kind_both_fire():
+    # durable-rules hands a posted event to the first rule it matches only; notes are
+    # facts (asserted, then retracted), which every matching rule sees.
+    from rules.load import parse_rules
+    both = parse_rules({"rules": [
+        {"name": "slow", "watch": "response", "when": {"response_s": {">": 100}}, "severity": "warning",
+         "message": "slow {response_s:.0f}"},
+        {"name": "very_slow", "watch": "response", "when": {"response_s": {">": 150}}, "severity": "critical",
+         "message": "very slow {response_s:.0f}"}]}, "two.yaml")
+    engine = RuleEngine(both)
+    note = {"kind": "response", "agent_id": "a1", "customer_id": "c1", "conversation_id": "v1", "first": True}
+    engine.observe({**note, "ts": at("2026-11-03T10:00:00"), "response_s": 120.0})
+    engine.observe({**note, "conversation_id": "v2", "ts": at("2026-11-03T10:10:00"), "response_s": 200.0})
+    assert sorted(a.key for a in engine.alerts.alerts.values()) == ["slow|a1|v1", "slow|a1|v2", "very_slow|a1|v2"]

@@ -71,3 +71,67 @@ def test_a_rule_file_cannot_run_code(tmp_path):
 def test_the_published_schema_is_valid_json_schema():
     import jsonschema
     jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
+
+
+# -- the month-end files ------------------------------------------------------
+
+from rules.month_end import DEFAULT_MONTH_END, DEFAULT_SCORECARD, load_any  # noqa: E402
+
+SCORECARD = DEFAULT_SCORECARD.read_text()
+MONTH_END = DEFAULT_MONTH_END.read_text()
+
+
+def check_any(tmp_path: Path, text: str) -> str:
+    f = tmp_path / "m.yaml"
+    f.write_text(text)
+    with pytest.raises(RuleFileError) as e:
+        load_any(f)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(f"{f}: ")
+    return message.removeprefix(f"{f}: ")
+
+
+def test_the_default_month_end_files_load():
+    card, rules = load_any(DEFAULT_SCORECARD), load_any(DEFAULT_MONTH_END)
+    assert sum(s.weight for s in card.kpis) == 100 and card.min_served_customers == 30
+    assert [r.kind for r in rules.rules] == ["bonus", "deduction", "improvement_plan", "reassignment_recommendation"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    (SCORECARD.replace("churn_rate:", "churn:"), "kpis: unknown KPI 'churn'"),
+    (SCORECARD.replace("{weight: 10, relative: team_max}", "{weight: 10, relative: team_max, best: 1}", 1),
+     "kpis.order_amount: "),
+    (SCORECARD.replace("worst: 0.60, best: 0.20", "worst: 0.60"), "kpis.churn_rate: "),
+    (SCORECARD.replace("worst: 0.60, best: 0.20", "worst: 0.2, best: 0.2"),
+     "kpis: churn_rate: worst and best are both 0.2"),
+    (SCORECARD.replace("weight: 20,", "weight: -20,"), "kpis.inquiry_conversion_rate.weight: -20 is less than or equal"),
+    (SCORECARD.replace("manager: {kpi: 60,", "manager: {kpis: 60,"), "manager: Additional properties"),
+    (SCORECARD.replace("{min_served_customers: 30}", "{min_served_customers: many}"),
+     "eligibility.min_served_customers: 'many' is not of type 'integer'"),
+])
+def test_each_scorecard_mistake_is_one_line(tmp_path, text, expected):
+    assert check_any(tmp_path, text).startswith(expected)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (MONTH_END.replace("kind: bonus", "kind: gift"), "rule 'bonus_for_first': kind: 'gift' is not one of"),
+    (MONTH_END.replace("    amount: 100\n    message: \"ranked 1st", "    message: \"ranked 1st"),
+     "rule 'bonus_for_first': 'amount' is a required property"),
+    (MONTH_END.replace("kind: reassignment_recommendation", "kind: reassignment_recommendation\n    amount: 5"),
+     "rule 'reassignment_after_three_lasts': amount: only a bonus or a deduction has an amount"),
+    (MONTH_END.replace("due_after: 7d", "due_after: a week"), "rule 'improvement_plan_for_bottom_two': due_after: 'a week' does not match"),
+    (MONTH_END.replace("{rank: {\"==\": 1}}", "{place: {\"==\": 1}}"),
+     "rule 'bonus_for_first': when: unknown field 'place'; known: agent_id, rank"),
+    (MONTH_END.replace("{rank: {\"==\": 1}}", "{rank: {\"~\": 1}}"), "rule 'bonus_for_first': when.rank: Additional properties"),
+    (MONTH_END.replace("{total:.2f}: bonus", "{total:%}: bonus{"), "rule 'bonus_for_first': message: malformed template"),
+    (MONTH_END.replace("{last_streak} months", "{streak} months"),
+     "rule 'reassignment_after_three_lasts': message: unknown field 'streak' for watch: standing"),
+])
+def test_each_month_end_rule_mistake_is_one_line_naming_the_rule(tmp_path, text, expected):
+    assert check_any(tmp_path, text).startswith(expected)
+
+
+def test_the_month_end_schemas_are_valid_json_schema():
+    import jsonschema
+    for name in ("scorecard.schema.json", "month_end.schema.json"):
+        jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.with_name(name).read_text()))

@@ -1,0 +1,102 @@
+"""The month-end close as an application service: read the month from the store,
+score and decide (pure), keep the result as a revision, compare with the last.
+
+A closed month is frozen: its result, and the KPIs and reviews it was computed
+from, are kept in the revision, so closing again prints the same thing, a late
+event changes nothing in it (it is listed as a post-close adjustment), and
+`explain` shows the very numbers the money was decided on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from rules.engine import ConsequenceEngine
+from rules.month_end import MonthEndRules
+from store import repo
+
+from .close import decide, missing_reviews, previous_months
+from .scoring import AgentMonth, Scorecard, score_month
+
+
+class MissingReviews(Exception):
+    """Ranked agents lack a review; the message lists them and says what to do."""
+
+
+@dataclass
+class Closed:
+    """A stored revision of a month's close (what `close-month` prints)."""
+
+    period: str
+    revision: int
+    closed_at: str
+    result: dict                         # MonthResult.as_json() + "consequences" + "inputs"
+    already: bool = False                # it was closed before this call
+    changes: list[str] = field(default_factory=list)   # vs the previous revision (reopen)
+
+
+def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard, rules: MonthEndRules,
+                now: datetime, issued_at: datetime | None = None, allow_missing: bool = False,
+                reopen: bool = False) -> Closed:
+    """Close `period` (YYYY-MM), or return its standing close; `reopen` makes a new revision."""
+    with Session(engine) as session:
+        current = repo.current_close(period, session=session)
+        if current is not None and not reopen:
+            return Closed(period, current.revision, current.closed_at.isoformat(), json.loads(current.result),
+                          already=True)
+        kpis = repo.read_kpis(period, session=session)
+        kpis.pop(None, None)
+        reviews = repo.read_reviews(period, session=session)
+        history = {m: repo.close_lines(m, session=session) for m in previous_months(period, 24)}
+    agents = sorted(set(kpis) | set(reviews))
+    months = [AgentMonth(a, kpis.get(a, {}), reviews.get(a, {}).get("self", {}).get("score"),
+                         reviews.get(a, {}).get("manager", {}).get("score")) for a in agents]
+    standings = score_month(months, card)
+    missing = missing_reviews(standings)
+    if missing and not allow_missing:
+        raise MissingReviews(
+            f"{period} not closed: {len(missing)} ranked agent(s) lack a review: "
+            + "; ".join(f"{a} ({', '.join(m)})" for a, m in missing.items())
+            + ". Record them with `cspulse review self|manager`, or close with --allow-missing-reviews")
+    if issued_at is None:
+        issued_at = (datetime.fromisoformat(json.loads(current.result)["issued_at"])
+                     if current is not None else now)
+    result = decide(period, standings, rules, {m: h for m, h in history.items() if h}, issued_at, zone,
+                    ConsequenceEngine(rules).decide)
+    body = result.as_json()
+    body["consequences"] = [c.as_json() for c in result.consequences]
+    body["inputs"] = {"kpis": {a: kpis.get(a, {}) for a in agents}, "reviews": {a: reviews.get(a, {}) for a in agents},
+                      "scorecard": card.source, "rules": rules.source}
+    changes = diff(json.loads(current.result), body) if current is not None else []
+    with Session(engine) as session:
+        row = repo.add_close(period, body, changes, now, session=session)
+        repo.write_consequences(result.consequences, row.revision, session=session)
+        session.commit()
+        return Closed(period, row.revision, row.closed_at.isoformat(), body, changes=changes)
+
+
+def diff(old: dict, new: dict) -> list[str]:
+    """What a reopened month changed, one line per change a person would act on."""
+    out = []
+    agents = list(new["agents"]) + [a for a in old["agents"] if a not in new["agents"]]
+    for a in agents:
+        o, n = old["agents"].get(a), new["agents"].get(a)
+        if o is None or n is None:
+            out.append(f"{a}: {'now listed' if o is None else 'no longer listed'}")
+            continue
+        for key in ("total", "rank", "rank_from_bottom", "eligible"):
+            if o[key] != n[key]:
+                out.append(f"{a}: {key} {o[key]} -> {n[key]}")
+        before = {(c["kind"], c["amount"], c["due"]) for c in o["consequences"]}
+        after = {(c["kind"], c["amount"], c["due"]) for c in n["consequences"]}
+        out += [f"{a}: + {kind}{f' {amount:g} CNY' if amount else ''}{f' due {due}' if due else ''}"
+                for kind, amount, due in sorted(after - before, key=str)]
+        out += [f"{a}: - {kind}{f' {amount:g} CNY' if amount else ''} (withdrawn)"
+                for kind, amount, due in sorted(before - after, key=str)]
+    return out

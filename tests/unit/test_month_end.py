@@ -1,0 +1,173 @@
+"""The month-end close of SPEC §5 on a hand-worked month of eight agents, with the
+arithmetic written out.  Every agent has the same KPIs except where said, so the
+ranking is decided by what each test varies."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cspulse.monthend.close import decide, last_streak, missing_reviews
+from cspulse.monthend.scoring import AgentMonth, linear_score, round_money, score_month
+from rules.engine import ConsequenceEngine
+from rules.month_end import load_month_end, load_scorecard
+
+CARD, RULES = load_scorecard(), load_month_end()
+ZONE = ZoneInfo("Asia/Shanghai")
+ISSUED = datetime(2026, 12, 2, 0, 30, tzinfo=ZONE)
+
+# The same month for everyone, scored on the default scorecard:
+BASE = {
+    "served_customers": 40,
+    "inquiry_conversion_rate": 0.40,   # 100 × (0.40 − 0.20) / (0.60 − 0.20) = 50     × weight 20
+    "avg_response_time_s": 45.0,       # 100 × (45 − 120) / (20 − 120)      = 75     × 15
+    "churn_rate": 0.40,                # 100 × (0.40 − 0.60) / (0.20 − 0.60) = 50    × 10
+    "order_amount": 8000.0,            # 100 × 8000 / team max 10000        = 80     × 10
+    "valid_order_ratio": 0.84,         # 100 × (0.84 − 0.70) / (0.98 − 0.70) = 50    × 10
+    "payment_ratio": 0.95,             # best                               = 100    × 5
+    "refund_ratio": 0.02,              # best                               = 100    × 5
+    "avg_order_value": 200.0,          # 100 × 200 / team max 250           = 80     × 5
+    "complaint_ratio": 0.01,           # 100 × (0.01 − 0.05) / (0 − 0.05)   = 80     × 15
+    "abnormal_order_ratio": 0.0,       # best                               = 100    × 5
+    # KPI score = (1000 + 1125 + 500 + 800 + 500 + 500 + 500 + 400 + 1200 + 500) / 100 = 70.25
+    "qa_score": 80.0,
+    "report_timeliness": 1.0, "report_truthfulness": 0.5, "report_quality": 60.0,
+    # management score = (100 + 50 + 60) / 3 = 70
+}
+# manager component = 0.6 × 70.25 + 0.1 × 80 + 0.1 × 70 + 0.2 × review = 57.15 + 0.2 × review
+# total = 0.3 × self + 0.7 × (57.15 + 0.2 × review) = 40.005 + 0.3 × self + 0.14 × review
+NO_ORDERS = {**BASE, "order_amount": 0.0, "valid_order_ratio": None, "payment_ratio": None, "refund_ratio": None,
+             "avg_order_value": None, "abnormal_order_ratio": None}
+# KPI score without the order ratios = (20×50 + 15×75 + 10×50 + 10×0 + 15×80) / (20+15+10+10+15) = 3825 / 70
+
+
+def month(**changes):
+    agents = {
+        "ann": AgentMonth("ann", BASE, 90, 80),             # 40.005 + 27 + 11.2 = 78.205 -> 78.21
+        "bob": AgentMonth("bob", BASE, 97, 65),             # 40.005 + 29.1 + 9.1 = 78.205 -> 78.21 (tie)
+        # cat has the team's best amounts: KPI score = 70.25 + (10 × 20 + 5 × 20) / 100 = 73.25;
+        # manager = 0.6 × 73.25 + 8 + 7 + 14 = 72.95; total = 24 + 0.7 × 72.95 = 75.065 -> 75.07
+        "cat": AgentMonth("cat", {**BASE, "order_amount": 10000.0, "avg_order_value": 250.0}, 80, 70),
+        "dan": AgentMonth("dan", NO_ORDERS, 80, 70),        # below
+        "eve": AgentMonth("eve", BASE, 50, 50),             # 40.005 + 15 + 7 = 62.005 -> 62.01
+        "fay": AgentMonth("fay", BASE, 57, 35),             # 40.005 + 17.1 + 4.9 = 62.005 -> 62.01 (tie)
+        # served too few to be ranked, so not in the team whose maximum scores the amounts
+        "gus": AgentMonth("gus", {**BASE, "served_customers": 12}, 100, 100),
+        "hal": AgentMonth("hal", BASE, 60, None),           # no manager review
+    }
+    agents.update(changes)
+    return list(agents.values())
+
+
+def standings(agents=None):
+    return {s.agent_id: s for s in score_month(agents or month(), CARD)}
+
+
+def close(agents=None, history=None):
+    s = score_month(agents or month(), CARD)
+    return decide("2026-11", s, RULES, history or {}, ISSUED, ZONE, ConsequenceEngine(RULES).decide)
+
+
+def test_linear_scores_of_spec_example_and_clamps():
+    assert linear_score(45, 120, 20) == 75                 # SPEC §5: 45 s scores 75
+    assert linear_score(130, 120, 20) == 0 and linear_score(10, 120, 20) == 100
+
+
+def test_kpi_management_and_manager_components_as_worked_out():
+    s = standings()
+    assert s["ann"].kpi_score == pytest.approx(70.25)
+    assert s["ann"].management_score == pytest.approx(70)
+    assert s["ann"].qa_score == 80
+    assert s["ann"].manager_component == pytest.approx(57.15 + 0.2 * 80)
+    assert s["cat"].kpi_score == pytest.approx(73.25)
+    assert {p.kpi: p.score for p in s["cat"].kpi_parts}["order_amount"] == 100
+
+
+def test_a_kpi_with_no_data_is_left_out_and_the_weights_renormalised():
+    dan = standings()["dan"]
+    assert dan.kpi_score == pytest.approx(3825 / 70)       # 54.642857…
+    # manager = 0.6 × 54.642857 + 8 + 7 + 14 = 61.785714; total = 24 + 0.7 × 61.785714 = 24 + 43.25
+    assert dan.total == 67.25
+    assert [p.kpi for p in dan.kpi_parts if p.score is None] == [
+        "valid_order_ratio", "payment_ratio", "refund_ratio", "avg_order_value", "abnormal_order_ratio"]
+
+
+def test_totals_round_half_up_to_two_decimals():
+    s = standings()
+    assert (s["ann"].total, s["bob"].total, s["cat"].total, s["eve"].total, s["fay"].total) == (
+        78.21, 78.21, 75.07, 62.01, 62.01)
+    assert round_money(62.005) == 62.01 and round_money(2.675) == 2.68   # not float's 2.67
+
+
+def test_ties_share_rank_and_rank_from_bottom():
+    s = standings(month(hal=AgentMonth("hal", BASE, 60, 70)))
+    # hal: 40.005 + 18 + 9.8 = 67.805 -> 67.81
+    assert s["hal"].total == 67.81
+    got = {a: (x.rank, x.rank_from_bottom) for a, x in s.items()}
+    assert got == {"ann": (1, 6), "bob": (1, 6), "cat": (3, 5), "hal": (4, 4), "dan": (5, 3),
+                   "eve": (6, 1), "fay": (6, 1), "gus": (None, None)}
+
+
+def test_an_agent_with_fewer_than_30_served_customers_is_listed_not_ranked():
+    gus = standings()["gus"]
+    assert (gus.eligible, gus.rank, gus.rank_from_bottom) == (False, None, None)
+    assert gus.reason == "served 12 customers, fewer than 30: not ranked"
+    # an ineligible agent's amount is not the team's max, and scores against it, clamped to 100
+    s = standings(month(gus=AgentMonth("gus", {**BASE, "served_customers": 29, "order_amount": 20000.0}, 1, 1)))
+    assert {p.kpi: p.score for p in s["gus"].kpi_parts}["order_amount"] == 100
+    assert {p.kpi: p.score for p in s["cat"].kpi_parts}["order_amount"] == 100
+
+
+def test_a_missing_review_is_listed_and_renormalised_when_allowed():
+    s = standings()
+    assert missing_reviews(list(s.values())) == {"hal": ["manager_review"]}
+    hal = s["hal"]
+    # manager = (0.6 × 70.25 + 8 + 7) / 0.8 = 57.15 / 0.8 = 71.4375; total = 18 + 0.7 × 71.4375 = 68.00625
+    assert hal.manager_component == pytest.approx(71.4375)
+    assert hal.total == 68.01
+    no_self = standings(month(hal=AgentMonth("hal", BASE, None, 70)))["hal"]
+    assert no_self.missing == ["self_review"]
+    assert no_self.total == 71.15 and no_self.manager_component == pytest.approx(57.15 + 14)   # total = manager part
+
+
+def test_consequences_bonus_deduction_and_plans_with_ties():
+    result = close()
+    got = sorted((c.agent_id, c.kind, c.amount, c.due) for c in result.consequences)
+    due = "2026-12-09T00:30:00+08:00"                       # issued + 7 days
+    assert got == [("ann", "bonus", 100, None), ("bob", "bonus", 100, None),
+                   ("eve", "deduction", 100, None), ("eve", "improvement_plan", None, due),
+                   ("fay", "deduction", 100, None), ("fay", "improvement_plan", None, due)]
+    assert {c.id for c in result.consequences} >= {"2026-11/ann/bonus", "2026-11/eve/deduction"}
+    assert result.notes == ["closed with reviews missing: hal: manager_review"]
+
+
+def test_third_consecutive_last_place_recommends_reassignment_and_a_broken_streak_does_not():
+    last = {"rank": 7, "rank_from_bottom": 1, "ranked": 7, "total": 50.0}
+    second = {"rank": 6, "rank_from_bottom": 2, "ranked": 7, "total": 55.0}
+    history = {"2026-10": {"eve": last, "fay": last}, "2026-09": {"eve": last, "fay": second},
+               "2026-08": {"fay": last}}
+    assert last_streak("eve", "2026-11", history) == 3
+    assert last_streak("fay", "2026-11", history) == 2          # 2026-09 broke it
+    assert last_streak("eve", "2026-11", {"2026-09": {"eve": last}}) == 1   # 2026-10 not closed
+    result = close(history=history)
+    reassign = [c for c in result.consequences if c.kind == "reassignment_recommendation"]
+    assert [c.agent_id for c in reassign] == ["eve"]
+    assert [m["period"] for m in reassign[0].evidence["months"]] == ["2026-11", "2026-10", "2026-09"]
+    assert reassign[0].message == "ranked last 3 months in a row: reassignment recommended"
+
+
+def test_no_consequence_with_fewer_than_three_ranked_agents():
+    few = [AgentMonth("ann", BASE, 90, 80), AgentMonth("bob", BASE, 50, 50),
+           AgentMonth("gus", {**BASE, "served_customers": 3}, 90, 90)]
+    result = close(few)
+    assert result.ranked == 2 and result.consequences == []
+    assert result.notes == ["2 agents ranked, fewer than 3: no consequences"]
+
+
+def test_the_json_has_every_field_the_close_promises():
+    line = close().as_json()["agents"]["eve"]
+    assert {"rank", "rank_from_bottom", "total", "kpi_score", "qa_score", "management_score", "manager_component",
+            "self_review", "manager_review", "eligible", "reason", "consequences"} <= set(line)
+    assert line["consequences"][0] == {"kind": "deduction", "amount": 100, "due": None, "id": "2026-11/eve/deduction",
+                                       "message": "ranked last of 7 with 62.01: 100 CNY deducted from commission"}
+    assert close().as_json()["agents"]["gus"]["rank"] is None
