@@ -38,4 +38,4 @@ kafka-stop:
 	$(PYTHON) deploy/kafka/broker.py stop --dir .kafka
 
 clean:
-	rm -rf $(VENV) cspulse-demo.* .pytest_cache .hypothesis build *.egg-info .kafka
+	rm -rf $(VENV) cspulse-demo.* cspulse-demo-report-*.html .pytest_cache .hypothesis build *.egg-info .kafka

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from cspulse.core import KpiBook, Params, Pipeline
 from cspulse.core.desk import AgentDesk
+from cspulse.monthend.service import plan_states
 from rules.engine import RuleEngine
 from rules.load import RuleSet
 from rules.runner import AlertRunner
@@ -81,6 +82,7 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
     started = datetime.now(timezone.utc)
     with Session(engine) as session:
         pipeline = load_pipeline(params, session=session)
+        pipeline.closed_months = frozenset(repo.closed_months(session=session))
     before = (pipeline.stats.read, pipeline.stats.applied, pipeline.stats.duplicates,
               pipeline.stats.rejected_total, pipeline.stats.late)
     rejected_before = Counter(pipeline.stats.rejected)
@@ -122,6 +124,8 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
                 progress(src.name, done, src.size or done)
         # The KPIs are a view "as of" `until`; with rules, the same view gives their last alerts.
         book = runner.finish(until) if runner is not None else pipeline.view(until)
+        if runner is not None:
+            _look_at_plans(pipeline, runner, engine, until)
         _checkpoint(pipeline, rejects, engine, runner)
     finally:
         seen.close()
@@ -142,6 +146,19 @@ def replay(sources: list[Source], *, engine: Engine, params: Params, until: int 
     return pipeline, run, pipeline.stats.rejected - rejected_before
 
 
+def _look_at_plans(pipeline: Pipeline, runner: AlertRunner, engine: Engine, until: int | None) -> None:
+    """The improvement plans closes required, as of the stream's time, to the rules
+    (`improvement_plan_overdue`); the plans submitted in this replay count."""
+    now = until if until is not None else pipeline.max_ts
+    if now is None:
+        return
+    with Session(engine) as session:
+        repo.write_reviews(repo.review_rows(pipeline.desk.agents), session=session)
+        session.commit()
+    for plan in plan_states(engine, now):
+        runner.engine.observe(plan.note(now))
+
+
 def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: AlertRunner | None = None) -> None:
     with Session(engine) as session:
         if runner is not None:    # with the state they follow from, so a crash loses none
@@ -150,6 +167,8 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: Alert
             repo.write_alerts(changed, session=session)
             repo.delete_alerts(retracted, session=session)
         repo.remember_ids(pipeline.drain_fresh_ids(), session=session)
+        repo.add_adjustments(pipeline.post_close, session=session)
+        pipeline.post_close.clear()
         repo.keep_rejected(rejects, session=session)
         repo.save_state(pipeline, session=session)
         session.commit()
@@ -157,7 +176,8 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: Alert
 
 
 def store_results(book: KpiBook, desk: AgentDesk, *, session: Session) -> None:
-    """Write every KPI of every (agent or shop, period) and the goals to the store."""
+    """Write every KPI of every (agent or shop, period), the goals and the reviews to the store."""
     repo.write_kpis(book.all_kpis(), session=session)
     repo.write_goals(repo.goal_rows(desk.agents), session=session)
+    repo.write_reviews(repo.review_rows(desk.agents), session=session)
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     rules_file: str = ""                   # alert rules (YAML); "" is the packaged rules/default.yaml
     webhooks: str = ""                     # where the worker posts alerts: "json=URL alertmanager=URL …"
     shop_id: str = "default"               # the shop label on alerts sent to webhooks and Alertmanager
+    scorecard_file: str = ""               # month-end scorecard (YAML); "" is rules/scorecard.yaml
+    month_end_file: str = ""               # month-end consequence rules; "" is rules/month_end.yaml
+    # when the worker closes the previous month: day of the month and local time (SPEC §5: 2nd, 00:30)
+    close_day: int = Field(2, ge=1, le=28)
+    close_time: str = Field("00:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
     # SPEC §3 parameters
     timezone: str = "Asia/Shanghai"
@@ -42,6 +47,16 @@ class Settings(BaseSettings):
         """The alert rules (raises rules.load.RuleFileError, one line, if the file is wrong)."""
         from rules.load import DEFAULT_RULES, load_rules
         return load_rules(self.rules_file or DEFAULT_RULES)
+
+    @cached_property
+    def scorecard(self):
+        from rules.month_end import DEFAULT_SCORECARD, load_scorecard
+        return load_scorecard(self.scorecard_file or DEFAULT_SCORECARD)
+
+    @cached_property
+    def month_end(self):
+        from rules.month_end import DEFAULT_MONTH_END, load_month_end
+        return load_month_end(self.month_end_file or DEFAULT_MONTH_END)
 
     def params(self) -> Params:
         """The core's parameters (raises ValueError naming the bad setting)."""

@@ -104,3 +104,75 @@ class AlertRow(SQLModel, table=True):
     message: str
     data: str                                              # the whole alert, JSON
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReviewRow(SQLModel, table=True):
+    """The latest self review, manager review or improvement plan of an agent for a month."""
+
+    __tablename__ = "review"
+    period: str = Field(primary_key=True, max_length=7)
+    agent_id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(primary_key=True, max_length=16)        # self | manager | plan
+    score: float | None = None
+    reviewer: str | None = None
+    note: str | None = None
+    event_id: str
+    ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class MonthClose(SQLModel, table=True):
+    """One revision of a month's close (SPEC §5); the newest is `current`. `result` holds
+    the whole result and the inputs it was computed from (JSON), so it never changes."""
+
+    __tablename__ = "month_close"
+    period: str = Field(primary_key=True, max_length=7)
+    revision: int = Field(primary_key=True)
+    current: bool = Field(index=True)
+    closed_at: str                                            # ISO-8601 with the shop's offset
+    issued_at: str
+    result: str
+    changes: str = "[]"                                       # vs the previous revision (JSON list)
+
+
+class ConsequenceRow(SQLModel, table=True):
+    """A consequence by its stable id (PERIOD/AGENT/KIND): a reopened month's bonus is the
+    same row, so paying by id never pays twice; one a later revision drops is withdrawn."""
+
+    __tablename__ = "consequence"
+    id: str = Field(primary_key=True, max_length=200)
+    period: str = Field(index=True, max_length=7)
+    agent_id: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    amount: float | None = None
+    due: str | None = None
+    rule: str
+    message: str
+    evidence: str                                             # JSON
+    revision: int                                             # the latest revision that decided it
+    state: str = Field(default="active", max_length=16)       # active | withdrawn
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PlanDecision(SQLModel, table=True):
+    """A manager's verdict on a submitted improvement plan (accepted or rejected)."""
+
+    __tablename__ = "plan_decision"
+    period: str = Field(primary_key=True, max_length=7)
+    agent_id: str = Field(primary_key=True, max_length=128)
+    verdict: str = Field(max_length=16)
+    by: str
+    note: str | None = None
+    decided_at: datetime = Field(default_factory=utcnow)
+
+
+class Adjustment(SQLModel, table=True):
+    """An event for a month already closed: applied to the live KPIs, never to the close."""
+
+    __tablename__ = "adjustment"
+    event_id: str = Field(primary_key=True, max_length=128)
+    period: str = Field(index=True, max_length=7)
+    type: str = Field(max_length=32)
+    agent_id: str | None = None
+    customer_id: str | None = None
+    ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow)

@@ -16,7 +16,8 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from cspulse.core import KPIS
-from store.models import SHOP_ROW, AlertRow, CoreState, GoalRow, KpiValue, PartitionBook, RejectedEvent, ReplayRun, utcnow
+from store.models import (SHOP_ROW, Adjustment, AlertRow, ConsequenceRow, CoreState, GoalRow, KpiValue, MonthClose,
+                          PartitionBook, PlanDecision, RejectedEvent, ReplayRun, ReviewRow, utcnow)
 
 _CHUNK = 5000
 
@@ -220,3 +221,120 @@ def read_alerts(*, session: Session, state: str | None = None, agent_id: str | N
     if agent_id is not None:
         q = q.where(AlertRow.agent_id == agent_id)
     return [Alert(**json.loads(row.data)) for row in session.exec(q)]
+
+
+# -- reviews and the month-end close ---------------------------------------------
+
+def review_rows(agent_files) -> list[dict]:
+    """The reviews and plan submissions held in the core's agent files as rows."""
+    out = []
+    for agent, f in agent_files.items():
+        for kind, book in (("self", f.self_reviews), ("manager", f.manager_reviews), ("plan", f.plans)):
+            for period, r in book.items():
+                out.append({"period": period, "agent_id": agent, "kind": kind,
+                            "score": None if kind == "plan" else r.score, "reviewer": r.reviewer,
+                            "note": r.note, "event_id": r.event_id, "ts_us": r.ts})
+    return out
+
+
+def write_reviews(rows: list[dict], *, session: Session) -> None:
+    for row in rows:
+        session.merge(ReviewRow(**row))
+
+
+def read_reviews(period: str, *, session: Session) -> dict[str, dict[str, dict]]:
+    """{agent: {"self" | "manager" | "plan": {score, reviewer, note, event_id, ts_us}}} for a month."""
+    out: dict[str, dict[str, dict]] = {}
+    for r in session.exec(select(ReviewRow).where(ReviewRow.period == period)):
+        out.setdefault(r.agent_id, {})[r.kind] = {"score": r.score, "reviewer": r.reviewer, "note": r.note,
+                                                  "event_id": r.event_id, "ts_us": r.ts_us}
+    return out
+
+
+def current_close(period: str, *, session: Session) -> MonthClose | None:
+    return session.exec(select(MonthClose).where(MonthClose.period == period, MonthClose.current)).first()
+
+
+def closes(period: str, *, session: Session) -> list[MonthClose]:
+    """Every revision of a month's close, oldest first."""
+    return list(session.exec(select(MonthClose).where(MonthClose.period == period).order_by(MonthClose.revision)))
+
+
+def closed_months(*, session: Session) -> set[str]:
+    return set(session.exec(select(MonthClose.period).where(MonthClose.current)))
+
+
+def close_lines(period: str, *, session: Session) -> dict[str, dict]:
+    """{agent: {rank, rank_from_bottom, total, ranked}} of a closed month's current revision ({} if open)."""
+    row = current_close(period, session=session)
+    if row is None:
+        return {}
+    result = json.loads(row.result)
+    return {a: {"rank": x["rank"], "rank_from_bottom": x["rank_from_bottom"], "total": x["total"],
+                "ranked": result["ranked"]} for a, x in result["agents"].items()}
+
+
+def add_close(period: str, body: dict, changes: list[str], now, *, session: Session) -> MonthClose:
+    """Store a new revision of the month's close and make it the current one."""
+    table = MonthClose.__table__
+    last = session.exec(select(MonthClose.revision).where(MonthClose.period == period)
+                        .order_by(MonthClose.revision.desc())).first()
+    session.execute(update(table).where(table.c.period == period).values(current=False))
+    row = MonthClose(period=period, revision=(last or 0) + 1, current=True, closed_at=now.isoformat(),
+                     issued_at=body["issued_at"], result=json.dumps(body, ensure_ascii=False),
+                     changes=json.dumps(changes, ensure_ascii=False))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def write_consequences(consequences, revision: int, *, session: Session) -> None:
+    """Upsert a revision's consequences by id; the period's others are withdrawn."""
+    periods = {c.period for c in consequences}
+    ids = {c.id for c in consequences}
+    for c in consequences:
+        session.merge(ConsequenceRow(id=c.id, period=c.period, agent_id=c.agent_id, kind=c.kind, amount=c.amount,
+                                     due=c.due, rule=c.rule, message=c.message,
+                                     evidence=json.dumps(c.evidence, ensure_ascii=False), revision=revision,
+                                     state="active", updated_at=utcnow()))
+    for period in periods:
+        for row in session.exec(select(ConsequenceRow).where(ConsequenceRow.period == period)):
+            if row.id not in ids and row.state == "active":
+                row.state, row.updated_at = "withdrawn", utcnow()
+                session.add(row)
+
+
+def read_consequences(period: str, *, session: Session, state: str | None = "active") -> list[ConsequenceRow]:
+    q = select(ConsequenceRow).where(ConsequenceRow.period == period).order_by(ConsequenceRow.id)
+    if state is not None:
+        q = q.where(ConsequenceRow.state == state)
+    return list(session.exec(q))
+
+
+def decide_plan(period: str, agent_id: str, verdict: str, by: str, note: str | None, *, session: Session) -> None:
+    session.merge(PlanDecision(period=period, agent_id=agent_id, verdict=verdict, by=by, note=note,
+                               decided_at=utcnow()))
+
+
+def plan_decisions(*, session: Session) -> dict[tuple[str, str], PlanDecision]:
+    return {(d.period, d.agent_id): d for d in session.exec(select(PlanDecision))}
+
+
+def required_plans(*, session: Session, period: str | None = None) -> list[ConsequenceRow]:
+    q = select(ConsequenceRow).where(ConsequenceRow.kind == "improvement_plan", ConsequenceRow.state == "active")
+    if period is not None:
+        q = q.where(ConsequenceRow.period == period)
+    return list(session.exec(q.order_by(ConsequenceRow.period, ConsequenceRow.agent_id)))
+
+
+def plan_submissions(*, session: Session) -> dict[tuple[str, str], ReviewRow]:
+    return {(r.period, r.agent_id): r for r in session.exec(select(ReviewRow).where(ReviewRow.kind == "plan"))}
+
+
+def add_adjustments(rows: list[dict], *, session: Session) -> None:
+    if rows:
+        _insert_ignoring_duplicates(session, Adjustment.__table__, rows)
+
+
+def read_adjustments(period: str, *, session: Session) -> list[Adjustment]:
+    return list(session.exec(select(Adjustment).where(Adjustment.period == period).order_by(Adjustment.ts_us)))

@@ -40,12 +40,13 @@ def main() -> None:
     try:
         settings = Settings()
         settings.params()
+        settings.scorecard, settings.month_end   # noqa: B018  checked at start, like the alert rules
     except RuleFileError as e:
-        sys.exit(f"cspulse: bad rule file (CSPULSE_RULES_FILE): {e}")
+        sys.exit(f"cspulse: bad rule file (CSPULSE_RULES_FILE, CSPULSE_SCORECARD_FILE or CSPULSE_MONTH_END_FILE): {e}")
     except Exception as e:   # pydantic's message is long; the first error is what to fix
         first = str(e).splitlines()
         detail = " ".join(first[1:3]) if len(first) > 2 else str(e)
         sys.exit(f"cspulse: bad setting: {detail.strip()} (check your CSPULSE_* environment and .env)")
-    from streams import commands, worker  # noqa: F401  register commands, topics, tables and agents on `app`
-    commands.SETTINGS = settings
+    from streams import commands, monthend_commands, worker  # noqa: F401  register commands, topics, tables, agents
+    commands.SETTINGS = monthend_commands.SETTINGS = settings
     app.main()

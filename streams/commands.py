@@ -354,6 +354,21 @@ async def demo(self, db: str, agents: int, seed: int) -> None:
     out.print("[bold]4.[/bold] the month's alerts (SPEC §4 default rules)")
     out.print(views.alert_counts(alerts))
     out.print(views.alert_table(alerts, "latest alerts", SETTINGS.params().zone, limit=12))
+    from cspulse.monthend import report as monthend_report
+    from cspulse.monthend import service as monthend
+    zone = SETTINGS.params().zone
+    closed = monthend.close_month(engine, "2026-11", zone=zone, card=SETTINGS.scorecard, rules=SETTINGS.month_end,
+                                  now=datetime.now(zone), issued_at=datetime(2026, 12, 2, 0, 30, tzinfo=zone))
+    out.print("[bold]5.[/bold] the month-end close (SPEC §5), as the worker runs it at 00:30 on 2 December")
+    out.print(views.close_table(closed.result, f"2026-11 close, revision {closed.revision}"))
+    html = Path("cspulse-demo-report-2026-11.html")
+    html.write_text(monthend_report.render_html(monthend_report.report_data(engine, "2026-11", zone, 0)),
+                    encoding="utf-8")
+    out.print(f"[bold]6.[/bold] the monthly report -> {html.resolve()} (open it in a browser, or mail it)")
     out.print(f"next: [cyan].venv/bin/cspulse kpis --period 2026-11 --agent agent-01 --db {db}[/cyan]  "
               f"(one agent, all KPIs, goals)\n"
-              f"      [cyan].venv/bin/cspulse alerts --state firing --db {db}[/cyan]  (what still needs a supervisor)")
+              f"      [cyan].venv/bin/cspulse alerts --state firing --db {db}[/cyan]  (what still needs a supervisor)\n"
+              f"      [cyan].venv/bin/cspulse explain 2026-11 --agent agent-01 --db {db}[/cyan]  (how a total was made)\n"
+              f"      [cyan].venv/bin/cspulse report 2026-11 --format csv --db {db}[/cyan]  (the payroll file)\n"
+              "live boards: `docker compose up`, then Grafana at http://localhost:3000 "
+              "(dashboard \"cspulse\", Prometheus at http://localhost:9090)")

@@ -135,3 +135,64 @@ def alert_counts(alerts) -> Table:
         t.add_row(rule, f"[{_SEVERITY_STYLE[severity]}]{severity}[/]", f"{counts[(rule, severity, 'firing')]:,}",
                   f"{counts[(rule, severity, 'resolved')]:,}")
     return t
+
+
+def _n(x, spec=".2f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _money(consequences: list[dict]) -> str:
+    parts = []
+    for c in consequences:
+        if c["kind"] == "bonus":
+            parts.append(f"[green]+¥{c['amount']:g} bonus[/green]")
+        elif c["kind"] == "deduction":
+            parts.append(f"[red]−¥{c['amount']:g} deduction[/red]")
+        elif c["kind"] == "improvement_plan":
+            parts.append(f"[yellow]plan due {c['due'][:10]}[/yellow]")
+        else:
+            parts.append("[bold red]reassignment recommended[/bold red]")
+    return ", ".join(parts)
+
+
+def close_table(body: dict, title: str) -> Table:
+    """The month's ranking: rank (and from the bottom), every component, the consequences;
+    unranked agents below, with the reason."""
+    t = Table(title=title, header_style="bold")
+    for col, justify in (("rank", "right"), ("from\nbottom", "right"), ("agent", "left"), ("total", "right"),
+                         ("self\n30%", "right"), ("manager\n70%", "right"), ("KPI\n60%", "right"),
+                         ("QA\n10%", "right"), ("mgmt\n10%", "right"), ("review\n20%", "right"),
+                         ("served", "right"), ("consequences", "left")):
+        t.add_column(col, justify=justify, no_wrap=col != "consequences")
+    unranked = []
+    for agent, x in body["agents"].items():
+        if x["rank"] is None:
+            unranked.append((agent, x))
+            continue
+        mark = " [yellow](missing: " + ", ".join(x["missing_reviews"]) + ")[/yellow]" if x["missing_reviews"] else ""
+        t.add_row(str(x["rank"]), str(x["rank_from_bottom"]), agent + mark, f"[bold]{_n(x['total'])}[/bold]",
+                  _n(x["self_review"], ".1f"), _n(x["manager_component"]), _n(x["kpi_score"]), _n(x["qa_score"]),
+                  _n(x["management_score"]), _n(x["manager_review"], ".1f"), str(x["served_customers"]),
+                  _money(x["consequences"]))
+    if unranked:
+        t.add_section()
+        for agent, x in unranked:
+            t.add_row("–", "–", f"[dim]{agent}[/dim]", _n(x["total"]), _n(x["self_review"], ".1f"),
+                      _n(x["manager_component"]), _n(x["kpi_score"]), _n(x["qa_score"]), _n(x["management_score"]),
+                      _n(x["manager_review"], ".1f"), str(x["served_customers"]), f"[dim]{x['reason']}[/dim]")
+    return t
+
+
+def plan_table(plans, zone) -> Table:
+    """Improvement plans: who, for which month, due when, and where each stands."""
+    from datetime import datetime
+    colour = {"overdue": "red", "required": "yellow", "submitted": "cyan", "accepted": "green", "rejected": "red"}
+    t = Table(title="improvement plans", header_style="bold")
+    for col in ("month", "agent", "due", "state", "submitted", "decided by"):
+        t.add_column(col)
+    for p in plans:
+        submitted = ("–" if p.submitted_at_us is None
+                     else datetime.fromtimestamp(p.submitted_at_us / 1e6, zone).strftime("%Y-%m-%d %H:%M"))
+        t.add_row(p.period, p.agent_id, p.due[:16].replace("T", " "), f"[{colour[p.state]}]{p.state}[/]",
+                  submitted, p.decided_by or "–")
+    return t

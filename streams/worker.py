@@ -267,27 +267,36 @@ def _partition_view(pl: Pipeline, now: int) -> dict:
 
 
 async def _snapshot_views() -> tuple[dict[int, dict], list]:
-    """Each local partition's book as of now, and the goals of its agents; the loop
+    """Each local partition's book as of now, and the goals and reviews of its agents; the loop
     gets a turn between partitions, so batches (and alerts) do not wait for all."""
     now = round(time.time() * US)
-    views, goals = {}, []
+    views, desks = {}, ([], [])
     for p, pl in list(pipelines.items()):
         if pipelines.get(p) is pl:      # still ours after the last turn
             views[p] = _partition_view(pl, now)
-            goals += repo.goal_rows(pl.desk.agents)
+            _desk_rows(pl, desks)
         await asyncio.sleep(0)
-    return views, goals
+    return views, desks
+
+
+def _desk_rows(pl: Pipeline, into: tuple[list, list]) -> tuple[list, list]:
+    """(goal rows, review rows) of a partition's agents, added to `into`."""
+    into[0].extend(repo.goal_rows(pl.desk.agents))
+    into[1].extend(repo.review_rows(pl.desk.agents))
+    return into
 
 
 def _snapshot_views_now() -> tuple[dict[int, dict], list]:
     now = round(time.time() * US)
-    return ({p: _partition_view(pl, now) for p, pl in list(pipelines.items())},
-            [g for pl in list(pipelines.values()) for g in repo.goal_rows(pl.desk.agents)])
+    desks = ([], [])
+    for pl in list(pipelines.values()):
+        _desk_rows(pl, desks)
+    return {p: _partition_view(pl, now) for p, pl in list(pipelines.items())}, desks
 
 
-def _store(views: dict[int, dict], goals: list, alerts: tuple[list, list]) -> dict[int, dict]:
-    """Write this worker's partition books, the KPIs of all of them, the goals and the
-    alerts changed since the last write; return all the books."""
+def _store(views: dict[int, dict], desks: tuple[list, list], alerts: tuple[list, list]) -> dict[int, dict]:
+    """Write this worker's partition books, the KPIs of all of them, the goals and reviews
+    and the alerts changed since the last write; return all the books."""
     with Session(_engine()) as session:
         repo.write_alerts(alerts[0], session=session)
         repo.delete_alerts(alerts[1], session=session)
@@ -297,7 +306,8 @@ def _store(views: dict[int, dict], goals: list, alerts: tuple[list, list]) -> di
         for buckets in every.values():
             book.add_buckets(buckets)
         repo.write_kpis(book.all_kpis(), session=session)
-        repo.write_goals(goals, session=session)
+        repo.write_goals(desks[0], session=session)
+        repo.write_reviews(desks[1], session=session)
         session.commit()
         return every
 
@@ -320,10 +330,10 @@ def _engine():
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
     _adopt_assigned()
-    views, goals = await _snapshot_views()
+    views, desks = await _snapshot_views()
     alerts = alerting.take_unstored()
     try:
-        _remote.update(await asyncio.to_thread(_store, views, goals, alerts))
+        _remote.update(await asyncio.to_thread(_store, views, desks, alerts))
     except Exception:   # a busy or unreachable store must not stop the stream: next tick retries
         for alert in alerts[0]:
             alerting.unstored.setdefault(alert.key, alert)

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 from .book import KpiBook
 from .desk import AgentDesk
-from .events import EVENT_TYPES, Event, Message, Rejected, decode
+from .events import EVENT_TYPES, Event, ImprovementPlanSubmitted, Message, Rejected, decode
 from .ledger import CustomerLedger
 from .params import US, Params
 from .shopclock import ShopClock
@@ -85,6 +85,8 @@ class Pipeline:
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
         self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
+        self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
+        self.post_close: list[dict] = []            # accepted events of those months, to record
         self._reset_look_ahead()
 
     def _reset_look_ahead(self) -> None:
@@ -102,7 +104,7 @@ class Pipeline:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "fresh_ids", "track_ids",
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
                           "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
@@ -112,6 +114,7 @@ class Pipeline:
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, [], False
+        self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
 
     # -- input ----------------------------------------------------------------
@@ -158,6 +161,12 @@ class Pipeline:
         ids[eid] = ts
         if self.track_ids:
             self.fresh_ids.append((eid, ts))
+        if self.closed_months and kind is not ImprovementPlanSubmitted and (
+                month := getattr(event, "period", None) or self.clock.day(ts)[:7]) in self.closed_months:
+            # SPEC §5: applied to the live KPIs, never to the close; the owner records it.  A
+            # review counts for its period; a plan is due after the close, so it is no adjustment.
+            self.post_close.append({"event_id": eid, "period": month, "type": _TAG[kind], "ts_us": ts,
+                                    "agent_id": getattr(event, "agent_id", None), "customer_id": cid})
         stats = self.stats
         stats.applied += 1  # accepted: it will be applied, in event-time order
         if max_ts is None or ts > max_ts:

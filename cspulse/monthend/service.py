@@ -48,7 +48,7 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
     with Session(engine) as session:
         current = repo.current_close(period, session=session)
         if current is not None and not reopen:
-            return Closed(period, current.revision, current.closed_at.isoformat(), json.loads(current.result),
+            return Closed(period, current.revision, current.closed_at, json.loads(current.result),
                           already=True)
         kpis = repo.read_kpis(period, session=session)
         kpis.pop(None, None)
@@ -72,13 +72,16 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
     body = result.as_json()
     body["consequences"] = [c.as_json() for c in result.consequences]
     body["inputs"] = {"kpis": {a: kpis.get(a, {}) for a in agents}, "reviews": {a: reviews.get(a, {}) for a in agents},
-                      "scorecard": card.source, "rules": rules.source}
+                      "scorecard": card.source, "rules": rules.source,
+                      "weights": {"self_review": card.self_weight, "manager": card.manager_weight, "kpi": card.kpi_weight,
+                                  "qa": card.qa_weight, "management": card.management_weight,
+                                  "manager_review": card.manager_review_weight}}
     changes = diff(json.loads(current.result), body) if current is not None else []
     with Session(engine) as session:
         row = repo.add_close(period, body, changes, now, session=session)
         repo.write_consequences(result.consequences, row.revision, session=session)
         session.commit()
-        return Closed(period, row.revision, row.closed_at.isoformat(), body, changes=changes)
+        return Closed(period, row.revision, row.closed_at, body, changes=changes)
 
 
 def diff(old: dict, new: dict) -> list[str]:
@@ -99,4 +102,48 @@ def diff(old: dict, new: dict) -> list[str]:
                 for kind, amount, due in sorted(after - before, key=str)]
         out += [f"{a}: - {kind}{f' {amount:g} CNY' if amount else ''} (withdrawn)"
                 for kind, amount, due in sorted(before - after, key=str)]
+    return out
+
+
+@dataclass
+class PlanState:
+    """An improvement plan a close required, and where it stands (SPEC §1: within one week)."""
+
+    period: str
+    agent_id: str
+    due: str
+    state: str                  # required | overdue | submitted | accepted | rejected
+    submitted_at_us: int | None
+    text: str | None
+    decided_by: str | None
+
+    def note(self, now_us: int) -> dict:
+        """The observation the rules watch (`watch: plan`): overdue from its due time."""
+        due_us = round(datetime.fromisoformat(self.due).timestamp() * 1_000_000)
+        if self.submitted_at_us is not None:
+            ts = self.submitted_at_us
+        else:
+            ts = due_us if self.state == "overdue" else now_us
+        return {"kind": "plan", "ts": ts, "agent_id": self.agent_id, "period": self.period, "due": self.due,
+                "state": self.state}
+
+
+def plan_states(engine: Engine, now_us: int, period: str | None = None) -> list[PlanState]:
+    """Every required plan (of the current revisions) and its state as of `now_us`."""
+    with Session(engine) as session:
+        required = repo.required_plans(session=session, period=period)
+        submitted = repo.plan_submissions(session=session)
+        decided = repo.plan_decisions(session=session)
+    out = []
+    for c in required:
+        sub, verdict = submitted.get((c.period, c.agent_id)), decided.get((c.period, c.agent_id))
+        due_us = round(datetime.fromisoformat(c.due).timestamp() * 1_000_000)
+        if verdict is not None:
+            state = verdict.verdict
+        elif sub is not None:
+            state = "submitted"
+        else:
+            state = "overdue" if now_us >= due_us else "required"
+        out.append(PlanState(c.period, c.agent_id, c.due, state, sub.ts_us if sub else None,
+                             sub.note if sub else None, verdict.by if verdict else None))
     return out
