@@ -132,6 +132,7 @@ class MonthClose(SQLModel, table=True):
     issued_at: str
     result: str
     changes: str = "[]"                                       # vs the previous revision (JSON list)
+    published: bool = False                                   # its consequences sent to cs.consequences
 
 
 class ConsequenceRow(SQLModel, table=True):

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from sqlalchemy import delete, text, tuple_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, create_engine, select
 
 from cspulse.core import KPIS
+from store import migrate
 from store.models import (SHOP_ROW, Adjustment, AlertRow, ConsequenceRow, CoreState, GoalRow, KpiValue, MonthClose,
                           PartitionBook, PlanDecision, RejectedEvent, ReplayRun, ReviewRow, utcnow)
 
@@ -35,15 +36,20 @@ def connect(url: str, *, must_exist: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         with engine.connect() as c:
             c.exec_driver_sql("PRAGMA journal_mode=WAL")
-    for attempt in range(20):
+    for attempt in range(50):
         try:
-            SQLModel.metadata.create_all(engine)
+            if migrate.current(engine) != migrate.head():
+                migrate.upgrade(engine)
             break
-        except OperationalError as e:   # another process is creating the schema at the same moment
-            if "already exists" not in str(e) and "locked" not in str(e) or attempt == 19:
+        except DBAPIError as e:   # another process is migrating at the same moment: look again
+            if not any(s in str(e) for s in _RACES) or attempt == 49:
                 raise
             time.sleep(0.1)
     return engine
+
+
+# What a concurrent migration looks like to the loser (SQLite, PostgreSQL)
+_RACES = ("already exists", "locked", "duplicate key", "UniqueViolation", "could not serialize")
 
 
 def _insert_ignoring_duplicates(session: Session, table, rows: list[dict]) -> None:
@@ -286,6 +292,18 @@ def add_close(period: str, body: dict, changes: list[str], now, *, session: Sess
     session.add(row)
     session.flush()
     return row
+
+
+def unpublished_closes(*, session: Session) -> list[MonthClose]:
+    """Closes (by the worker or `close-month`) whose consequences are not on Kafka yet."""
+    return list(session.exec(select(MonthClose).where(MonthClose.published == False)  # noqa: E712
+                             .order_by(MonthClose.period, MonthClose.revision)))
+
+
+def mark_published(period: str, revision: int, *, session: Session) -> None:
+    table = MonthClose.__table__
+    session.execute(update(table).where(table.c.period == period, table.c.revision == revision)
+                    .values(published=True))
 
 
 def write_consequences(consequences, revision: int, *, session: Session) -> None:

@@ -96,6 +96,12 @@ class WorkerAlerts:
         self.engine.tick(now, book)
         self._deliver()
 
+    def observe(self, notes: list[dict]) -> None:
+        """Observations from outside the pipelines (improvement plans' states), delivered."""
+        for note in notes:
+            self.engine.observe(note)
+        self._deliver()
+
     def _deliver(self) -> None:
         deliveries = self.engine.alerts.drain()
         if not deliveries:

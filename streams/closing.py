@@ -55,8 +55,29 @@ def close_if_due(engine, settings, now: datetime) -> service.Closed | None:
     return closed
 
 
-def consequence_messages(closed: service.Closed) -> list[tuple[bytes, bytes]]:
-    """(key, JSON) for `cs.consequences`: keyed by agent; `id` is stable across revisions,
-    so a consumer that pays by id pays once."""
-    return [(c["agent_id"].encode(), json.dumps({**c, "revision": closed.revision}, ensure_ascii=False).encode())
-            for c in closed.result["consequences"]]
+def unpublished(engine) -> list[tuple[str, int, list[tuple[bytes, bytes]]]]:
+    """Every close whose consequences are not on `cs.consequences` yet, whoever closed it
+    (the schedule, or a manager's `close-month`/`--reopen`): (period, revision, messages)."""
+    with Session(engine) as session:
+        return [(row.period, row.revision, consequence_messages(json.loads(row.result), row.revision))
+                for row in repo.unpublished_closes(session=session)]
+
+
+def mark_published(engine, period: str, revision: int) -> None:
+    with Session(engine) as session:
+        repo.mark_published(period, revision, session=session)
+        session.commit()
+
+
+def consequence_messages(result: dict, revision: int) -> list[tuple[bytes, bytes]]:
+    """(key, JSON) for `cs.consequences`: keyed by agent; `id` is stable across revisions, so
+    a consumer that pays by id pays once (a reopened month sends its consequences again, with
+    `revision`; one it withdrew is sent with "state": "withdrawn")."""
+    current = {c["id"] for c in result["consequences"]}
+    out = [(c["agent_id"].encode(), json.dumps({**c, "revision": revision, "state": "active"},
+                                               ensure_ascii=False).encode()) for c in result["consequences"]]
+    for c in result.get("withdrawn", []):
+        if c["id"] not in current:
+            out.append((c["agent_id"].encode(), json.dumps({**c, "revision": revision, "state": "withdrawn"},
+                                                           ensure_ascii=False).encode()))
+    return out

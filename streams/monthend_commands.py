@@ -294,3 +294,27 @@ def _report_data(period: str, db: str | None) -> dict:
                                            round(datetime.now().timestamp() * 1_000_000))
     except monthend_report.NotClosed as e:
         raise InputError(str(e)) from None
+
+
+@embedded_command(
+    argument("action", type=click.Choice(["current", "upgrade", "downgrade"])),
+    argument("revision", required=False),
+    DB,
+)
+@one_line_errors
+async def db(self, action: str, revision: str | None, db: str | None) -> None:
+    """The store's schema: which migration it is at, or migrate it (upgrade [REV], downgrade REV)."""
+    from sqlalchemy import create_engine
+
+    from store import migrate
+    engine = create_engine(db_url(db))
+    if action == "downgrade" and not revision:
+        raise UsageError("REVISION: say where to go down to, e.g. 0001, or base for an empty database")
+    before = migrate.current(engine)
+    if action == "upgrade":
+        migrate.upgrade(engine, revision or "head")
+    elif action == "downgrade":
+        migrate.downgrade(engine, revision)
+    after = migrate.current(engine)
+    print(f"{db_url(db)}: schema {after or 'empty'} (newest: {migrate.head()})"
+          + (f", was {before or 'empty'}" if after != before else ""))

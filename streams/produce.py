@@ -18,7 +18,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from cspulse.core import Rejected, decode
 from cspulse.embedded import Source
-from streams.topics import ALERTS, CO_PARTITIONED, INPUT_TOPICS, REJECTED, topic_and_key
+from streams.topics import ALERTS, CONSEQUENCES, CO_PARTITIONED, INPUT_TOPICS, REJECTED, topic_and_key
 
 
 class KafkaUnavailable(Exception):
@@ -40,7 +40,7 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> dict[str, int
         raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: start one with `make kafka` "
                                f"or set CSPULSE_KAFKA") from None
     try:
-        wanted = [prefix + t for t in (*INPUT_TOPICS, ALERTS, REJECTED)]
+        wanted = [prefix + t for t in (*INPUT_TOPICS, ALERTS, CONSEQUENCES, REJECTED)]
         existing = set(admin.list_topics())
         missing = {t: {"num_partitions": partitions, "replication_factor": 1} for t in wanted if t not in existing}
         if missing:

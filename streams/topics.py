@@ -11,6 +11,7 @@ from cspulse.core import TOPIC_OF, Event
 
 INPUT_TOPICS = ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")
 ALERTS = "cs.alerts"
+CONSEQUENCES = "cs.consequences"   # month-end consequences, keyed by agent
 REJECTED = "cs.rejected"
 CO_PARTITIONED = ("cs.chat", "cs.orders", "cs.feedback")
 

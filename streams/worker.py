@@ -27,6 +27,7 @@ import logging
 import pickle
 import threading
 import time
+from datetime import datetime, timezone
 from collections import defaultdict
 
 from kafka.partitioner.default import murmur2
@@ -35,11 +36,13 @@ from sqlmodel import Session
 from cspulse.core import KpiBook, Pipeline
 from cspulse.core.params import US
 from cspulse.core.shopclock import ShopClock
+from cspulse.monthend.service import plan_states
 from store import repo
 from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.metrics import make_metrics, tally
-from streams.topics import ALERTS, CO_PARTITIONED, INPUT_TOPICS, REJECTED
+from streams import closing
+from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
 
 log = logging.getLogger(__name__)
 PREFIX = SETTINGS.topic_prefix
@@ -65,6 +68,7 @@ pipelines: dict[int, Pipeline] = {}
 # with its messages waiting, and letting the others run ahead would make them late
 # (measured: a worker's partitions paused by a rebalance counted an unanswered wait twice).
 ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
+ALL_INPUTS = frozenset(PREFIX + t for t in INPUT_TOPICS)
 IDLE_S = 2.0
 _last_offset: dict[tuple[int, str], int] = {}     # (partition, topic) -> last offset processed
 _read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to its end, as last checked
@@ -212,24 +216,32 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
 
 async def _check_read_to_end() -> None:
     """Which inputs this worker has read to their end (processed offset at the high watermark)."""
-    seen = set()
-    for tp in _assigned_inputs():
-        end = app.consumer.highwater(tp)
-        if end is None:
-            continue
-        last = _last_offset.get((tp.partition, tp.topic))
-        if last is None:   # nothing processed since start: compare the read position
-            try:
-                position = await app.consumer.position(tp)
-            except Exception:
-                continue
-            done = position is not None and position >= end
-        else:
-            done = last + 1 >= end
-        if done:
-            seen.add((tp.partition, tp.topic))
+    seen = {(tp.partition, tp.topic) for tp in _assigned_inputs() if await _at_end(tp)}
     _read_to_end.clear()
     _read_to_end.update(seen)
+
+
+async def _at_end(tp) -> bool:
+    end = app.consumer.highwater(tp)
+    if end is None:
+        return False
+    last = _last_offset.get((tp.partition, tp.topic))
+    if last is None:   # nothing processed since start: compare the read position
+        try:
+            position = await app.consumer.position(tp)
+        except Exception:
+            return False
+        return position is not None and position >= end
+    return last + 1 >= end
+
+
+async def _caught_up() -> bool:
+    """Every input partition this worker holds (reviews too) is read to its end."""
+    try:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in ALL_INPUTS]
+    except Exception:
+        return False
+    return bool(assigned) and all([await _at_end(tp) for tp in assigned])
 
 
 app.on_partitions_revoked.connect(_forget_partitions)
@@ -270,7 +282,7 @@ async def _snapshot_views() -> tuple[dict[int, dict], list]:
     """Each local partition's book as of now, and the goals and reviews of its agents; the loop
     gets a turn between partitions, so batches (and alerts) do not wait for all."""
     now = round(time.time() * US)
-    views, desks = {}, ([], [])
+    views, desks = {}, ([], [], [])
     for p, pl in list(pipelines.items()):
         if pipelines.get(p) is pl:      # still ours after the last turn
             views[p] = _partition_view(pl, now)
@@ -279,24 +291,28 @@ async def _snapshot_views() -> tuple[dict[int, dict], list]:
     return views, desks
 
 
-def _desk_rows(pl: Pipeline, into: tuple[list, list]) -> tuple[list, list]:
-    """(goal rows, review rows) of a partition's agents, added to `into`."""
+def _desk_rows(pl: Pipeline, into: tuple[list, list, list]) -> tuple[list, list, list]:
+    """(goal rows, review rows, post-close adjustments) of a partition, added to `into`."""
     into[0].extend(repo.goal_rows(pl.desk.agents))
     into[1].extend(repo.review_rows(pl.desk.agents))
+    into[2].extend(pl.post_close)
+    pl.post_close = []
     return into
 
 
 def _snapshot_views_now() -> tuple[dict[int, dict], list]:
     now = round(time.time() * US)
-    desks = ([], [])
+    desks = ([], [], [])
     for pl in list(pipelines.values()):
         _desk_rows(pl, desks)
     return {p: _partition_view(pl, now) for p, pl in list(pipelines.items())}, desks
 
 
-def _store(views: dict[int, dict], desks: tuple[list, list], alerts: tuple[list, list]) -> dict[int, dict]:
-    """Write this worker's partition books, the KPIs of all of them, the goals and reviews
-    and the alerts changed since the last write; return all the books."""
+def _store(views: dict[int, dict], desks: tuple[list, list, list], alerts: tuple[list, list]) -> dict[int, dict]:
+    """Write this worker's partition books, the KPIs of all of them, the goals, reviews and
+    post-close adjustments, and the alerts changed since the last write; return all the
+    books (and note the months closed, for the pipelines)."""
+    global _closed_months
     with Session(_engine()) as session:
         repo.write_alerts(alerts[0], session=session)
         repo.delete_alerts(alerts[1], session=session)
@@ -308,6 +324,8 @@ def _store(views: dict[int, dict], desks: tuple[list, list], alerts: tuple[list,
         repo.write_kpis(book.all_kpis(), session=session)
         repo.write_goals(desks[0], session=session)
         repo.write_reviews(desks[1], session=session)
+        repo.add_adjustments(desks[2], session=session)
+        _closed_months = frozenset(repo.closed_months(session=session))
         session.commit()
         return every
 
@@ -330,6 +348,7 @@ def _engine():
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
     _adopt_assigned()
+    caught_up = 0 in pipelines and await _caught_up()   # before the snapshot: all it read is in it
     views, desks = await _snapshot_views()
     alerts = alerting.take_unstored()
     try:
@@ -338,8 +357,49 @@ async def store_kpis() -> None:
         for alert in alerts[0]:
             alerting.unstored.setdefault(alert.key, alert)
         alerting.retracted.update(k for k in alerts[1] if k not in alerting.unstored)
+        for p, pl in list(pipelines.items()):
+            pl.post_close[:0] = [a for a in desks[2] if partition_of(a["customer_id"] or a["agent_id"]) == p]
         metrics.store_errors.inc()
         log.exception("writing KPIs to the store failed; retrying in %.0f s", SETTINGS.store_interval_s)
+        return
+    for pl in list(pipelines.values()):
+        pl.closed_months = _closed_months
+    if 0 in pipelines:          # one judge: the worker holding partition 0
+        await _month_end(caught_up)
+
+
+_closed_months: frozenset = frozenset()
+
+
+async def _month_end(caught_up: bool) -> None:
+    """Close the previous month when its time comes (the KPIs were just stored, and this
+    worker is not catching up a backlog), publish the consequences of every close not
+    yet published, and show the improvement plans' states to the rules."""
+    now = datetime.now(timezone.utc)
+    try:
+        if caught_up:
+            await asyncio.to_thread(closing.close_if_due, _engine(), SETTINGS, now)
+        plans = await asyncio.to_thread(plan_states, _engine(), now_us())
+    except Exception:
+        metrics.store_errors.inc()
+        log.exception("the month-end check failed; retrying in %.0f s", SETTINGS.store_interval_s)
+        return
+    if await _alerts_ready():
+        at = now_us()
+        alerting.observe([p.note(at) for p in plans])
+        await _send(ALERTS, alerting.outgoing)
+    try:
+        for period, revision, messages in await asyncio.to_thread(closing.unpublished, _engine()):
+            queue = list(messages)
+            await _send(CONSEQUENCES, queue)
+            if queue:                   # not sent: the next check tries again
+                return
+            await asyncio.to_thread(closing.mark_published, _engine(), period, revision)
+            log.info("published %d consequences of %s (revision %d) to %s", len(messages), period, revision,
+                     PREFIX + CONSEQUENCES)
+    except Exception:
+        metrics.store_errors.inc()
+        log.exception("publishing month-end consequences failed; retrying in %.0f s", SETTINGS.store_interval_s)
 
 
 @functools.cache
@@ -444,13 +504,18 @@ async def _watch_the_loop() -> None:
 
 
 async def _send_alerts() -> None:
-    """cs.alerts, at least once: what fails to go stays queued for the next refresh.
+    await _send(ALERTS, alerting.outgoing)
+
+
+async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
+    """cs.alerts or cs.consequences, at least once: what fails to go stays queued for
+    the next try.
 
     A plain idempotent producer of its own, not the app's: the app's producers are
     transactional per input partition, and an alert keyed to a partition another
     worker owns would fence that worker's producer."""
     global _alerts_producer
-    if not alerting.outgoing:
+    if not queue:
         return
     try:
         if _alerts_producer is None:
@@ -459,16 +524,14 @@ async def _send_alerts() -> None:
                                         client_id="cspulse-alerts")
             await producer.start()
             _alerts_producer = producer
-        sent = [await _alerts_producer.send(PREFIX + ALERTS, value=value, key=key)
-                for key, value in alerting.outgoing]
+        sent = [await _alerts_producer.send(PREFIX + topic, value=value, key=key) for key, value in queue]
         for future in sent:
             await future
     except Exception:
         metrics.alert_delivery_errors.inc()
-        log.exception("sending %d alerts to %s failed; retrying at the next refresh",
-                      len(alerting.outgoing), PREFIX + ALERTS)
+        log.exception("sending %d messages to %s failed; retrying later", len(queue), PREFIX + topic)
         return
-    alerting.outgoing.clear()
+    queue.clear()
 
 
 @app.on_before_shutdown.connect
@@ -484,5 +547,5 @@ def _store_on_shutdown(app, **kwargs) -> None:
 @app.on_before_shutdown.connect
 async def _stop_alerts_producer(app, **kwargs) -> None:
     if _alerts_producer is not None:
-        await _send_alerts()
+        await _send_alerts()      # (unpublished consequences wait in the store for the next start)
         await _alerts_producer.stop()

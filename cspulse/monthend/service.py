@@ -76,7 +76,12 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
                       "weights": {"self_review": card.self_weight, "manager": card.manager_weight, "kpi": card.kpi_weight,
                                   "qa": card.qa_weight, "management": card.management_weight,
                                   "manager_review": card.manager_review_weight}}
-    changes = diff(json.loads(current.result), body) if current is not None else []
+    changes = []
+    if current is not None:
+        before = json.loads(current.result)
+        changes = diff(before, body)
+        kept = {c["id"] for c in body["consequences"]}
+        body["withdrawn"] = [c for c in before["consequences"] if c["id"] not in kept]
     with Session(engine) as session:
         row = repo.add_close(period, body, changes, now, session=session)
         repo.write_consequences(result.consequences, row.revision, session=session)

@@ -5,6 +5,7 @@ three formats, explain, plans."""
 import csv
 import io
 import json
+import uuid
 from html.parser import HTMLParser
 
 import pytest
@@ -14,16 +15,18 @@ from test_cli import cli
 MONTH = "2026-11"
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    """A month of a 4-agent shop without its reviews (the simulator's are left out: the test gives them)."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db(request, tmp_path_factory):
+    """A month of a 4-agent shop without its reviews (the simulator's are left out: the test gives
+    them), in SQLite, then in PostgreSQL: every command works on either."""
     tmp = tmp_path_factory.mktemp("close")
     events = tmp / "events.jsonl"
     cli("simulate", "--agents", "4", "--days", "30", "--seed", "3", "--traffic", "12", "-o", str(events))
     kept = [line for line in events.read_text().splitlines() if '"type":"self_review"' not in line
             and '"type":"manager_review"' not in line]
     events.write_text("\n".join(kept) + "\n")
-    url = f"sqlite:///{tmp / 'close.db'}"
+    url = (f"sqlite:///{tmp / 'close.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres").create_database(f"cli{uuid.uuid4().hex[:8]}"))
     cli("replay", str(events), "--db", url)
     return url
 

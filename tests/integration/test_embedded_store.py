@@ -32,8 +32,8 @@ def month(url):
         return repo.read_kpis("2026-11", session=s)
 
 
-def test_second_replay_of_the_same_events_finds_every_one_a_duplicate(lines, tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+def test_second_replay_of_the_same_events_finds_every_one_a_duplicate(lines, store_url):
+    url = store_url
     engine = repo.connect(url)
     _, first, _ = embedded.replay([source(lines)], engine=engine, params=Params())
     before = month(url)
@@ -45,12 +45,12 @@ def test_second_replay_of_the_same_events_finds_every_one_a_duplicate(lines, tmp
     assert month(url) == before
 
 
-def test_crash_mid_replay_then_replaying_everything_loses_nothing_and_counts_nothing_twice(lines, tmp_path,
+def test_crash_mid_replay_then_replaying_everything_loses_nothing_and_counts_nothing_twice(lines, tmp_path, store_url,
                                                                                           monkeypatch):
     clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"
     embedded.replay([source(lines)], engine=repo.connect(clean), params=Params())
 
-    crashed = f"sqlite:///{tmp_path / 'crashed.sqlite'}"
+    crashed = store_url
     engine = repo.connect(crashed)
     monkeypatch.setattr(embedded, "CHECKPOINT_EVERY", 1000)
     with pytest.raises(KeyboardInterrupt):
@@ -59,8 +59,8 @@ def test_crash_mid_replay_then_replaying_everything_loses_nothing_and_counts_not
     assert month(crashed) == month(clean)
 
 
-def test_rejected_inputs_are_kept_once_with_their_reason(lines, tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+def test_rejected_inputs_are_kept_once_with_their_reason(lines, store_url):
+    url = store_url
     engine = repo.connect(url)
     _, run, reasons = embedded.replay([source(lines)], engine=engine, params=Params())
     embedded.replay([source(lines)], engine=engine, params=Params())
@@ -71,8 +71,8 @@ def test_rejected_inputs_are_kept_once_with_their_reason(lines, tmp_path):
     assert all(r.reason and r.raw and r.source.startswith("test:") for r in kept)
 
 
-def test_other_kpi_settings_on_an_existing_database_are_refused(lines, tmp_path):
-    engine = repo.connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def test_other_kpi_settings_on_an_existing_database_are_refused(lines, store_url):
+    engine = repo.connect(store_url)
     embedded.replay([source(lines[:100])], engine=engine, params=Params())
     with pytest.raises(embedded.InputError, match="slow_response_s 100 -> 60"):
         embedded.replay([source(lines[100:])], engine=engine, params=Params(slow_response_s=60))

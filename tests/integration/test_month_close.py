@@ -26,8 +26,8 @@ CARD, RULES = load_scorecard(), load_month_end()
 
 
 @pytest.fixture
-def engine(tmp_path):
-    return repo.connect(f"sqlite:///{tmp_path / 'close.db'}")
+def engine(store_url):
+    return repo.connect(store_url)       # SQLite, then PostgreSQL
 
 
 def replay(engine, *lines, rules=None):

@@ -69,3 +69,17 @@ def test_produce_without_a_broker_says_what_to_do(tmp_path):
     assert result.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:1: start one with `make kafka`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_review_command_with_kafka_sends_the_event_to_cs_reviews_keyed_by_agent(kafka, prefix):
+    env = {**os.environ, "CSPULSE_KAFKA": kafka, "CSPULSE_TOPIC_PREFIX": prefix}
+    out = subprocess.run([CSPULSE, "review", "manager", "agent-02", "2026-11", "77.5", "--reviewer", "manager-1",
+                          "--kafka", "--at", "2026-12-01T10:00:00+08:00"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"-> Kafka {kafka}" in out.stdout
+    record, = read_topic(kafka, prefix + "cs.reviews")
+    event = json.loads(record.value)
+    assert record.key == b"agent-02"
+    assert {k: event[k] for k in ("type", "agent_id", "period", "score", "reviewer", "ts")} == {
+        "type": "manager_review", "agent_id": "agent-02", "period": "2026-11", "score": 77.5,
+        "reviewer": "manager-1", "ts": "2026-12-01T10:00:00+08:00"}
