@@ -140,11 +140,11 @@ def build() -> dict:
         "templating": {"list": [
             {"name": "shop", "type": "query", "datasource": DS, "label": "shop",
              "query": {"query": "label_values(cspulse_shop_responses, shop)", "refId": "shop"},
-             "definition": "label_values(cspulse_shop_responses, shop)", "refresh": 2,
+             "refresh": 2,
              "multi": False, "includeAll": False},
             {"name": "agent", "type": "query", "datasource": DS, "label": "agent",
              "query": {"query": 'label_values(cspulse_agent_responses{shop=~"$shop"}, agent_id)', "refId": "agent"},
-             "definition": 'label_values(cspulse_agent_responses{shop=~"$shop"}, agent_id)', "refresh": 2,
+             "refresh": 2,
              "multi": True, "includeAll": True, "allValue": ".*"},
         ]},
         "annotations": {"list": []},

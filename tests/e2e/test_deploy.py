@@ -2,6 +2,7 @@
 `docker-compose config` (Debian's docker-compose, no engine needed), every image is
 pinned, and Prometheus's and Alertmanager's own checkers accept their configs."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -81,3 +82,35 @@ def test_the_dashboard_is_the_generators_output_with_units_and_variables():
     assert steps[-1] == {"value": 100, "color": "red"}
     steps = by_title["Refunds 退款比例"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert steps[-1] == {"value": 0.2, "color": "red"}
+
+
+def _dropped(ours, theirs, path=""):
+    """Paths in `ours` that did not survive a round trip through Grafana's types."""
+    if isinstance(ours, dict):
+        if not isinstance(theirs, dict):
+            return [f"{path}: not an object in Grafana's schema"]
+        return [p for k, v in ours.items()
+                for p in ([f"{path}.{k}"] if k not in theirs else _dropped(v, theirs[k], f"{path}.{k}"))]
+    if isinstance(ours, list):
+        if not isinstance(theirs, list) or len(ours) != len(theirs):
+            return [f"{path}: not the same list in Grafana's schema"]
+        return [p for i, (a, b) in enumerate(zip(ours, theirs)) for p in _dropped(a, b, f"{path}[{i}]")]
+    return []
+
+
+def test_the_dashboard_fits_grafanas_own_schema():
+    # grafana-foundation-sdk holds Grafana's dashboard schema (and each panel plugin's options
+    # and field config) as Python types; a field it does not know is dropped on the way through
+    # them, so a misspelt option or a field in the wrong place shows as a dropped path.
+    from grafana_foundation_sdk.cog import plugins, runtime
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+    plugins.register_default_plugins()
+    board = json.loads((ROOT / "deploy/grafana/dashboards/cspulse.json").read_text())
+    back = json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+    assert _dropped(board, back) == []
+    types = {p["type"] for p in board["panels"]} - {"row"}
+    assert {t for t in types if runtime.panelcfg_config(t) is None} == set(), "a panel type Grafana does not have"
+    assert _dropped({"panels": [{"type": "stat", "options": {"colourMode": "value"}}]},
+                    json.loads(json.dumps(Dashboard.from_json({"panels": [{"type": "stat", "options": {
+                        "colourMode": "value"}}]}), cls=JSONEncoder))) == [".panels[0].options.colourMode"]
