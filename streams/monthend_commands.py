@@ -20,7 +20,8 @@ from faust.cli import argument, option
 from sqlmodel import Session
 
 from cspulse import embedded
-from cspulse.core import Rejected, decode
+from cspulse.core import Pipeline, Rejected, decode
+from cspulse.core.shopclock import to_us
 from cspulse.embedded import InputError, Source
 from cspulse.monthend import report as monthend_report
 from cspulse.monthend import service
@@ -274,16 +275,31 @@ async def report(self, period: str, fmt: str, output: str | None, db: str | None
 @embedded_command(
     argument("period"),
     option("--agent", required=True, help="The agent whose total to explain"),
+    option("--events", default=None, help="The month's event file(s), comma-separated: list the events behind "
+                                          "each count (replayed in memory, checked against the close)"),
+    option("--until", default=None, help="With --events: evaluate time as of this ISO-8601 time "
+                                         "[default: the newest event]"),
     DB,
 )
 @one_line_errors
-async def explain(self, period: str, agent: str, db: str | None) -> None:
-    """How AGENT's total for a closed PERIOD was computed, down to the counts behind each KPI."""
-    data = _report_data(parse_month(period), db)
+async def explain(self, period: str, agent: str, events: str | None, until: str | None, db: str | None) -> None:
+    """How AGENT's total for a closed PERIOD was computed, down to the counts and the events behind them."""
+    period = parse_month(period)
+    data = _report_data(period, db)
     try:
         lines = monthend_report.explain(data, agent)
     except monthend_report.NotClosed as e:
         raise InputError(str(e)) from None
+    if events:
+        pipeline = Pipeline(SETTINGS.params())
+        pipeline.ledger.trace = []
+        for source in embedded.open_sources(events.split(",")):
+            for line in source.lines:
+                if line.strip():
+                    pipeline.feed_line(line)
+        pipeline.finish(to_us(parse_time(until, "--until")) if until else None)
+        lines += monthend_report.explain_events(data, agent, monthend_report.trace_counts(pipeline, agent, period),
+                                                events)
     print("\n".join(lines))
 
 

@@ -134,6 +134,9 @@ class CustomerLedger:
         self.changed: set[str] | None = None
         self.removed: set[str] | None = None
         self.notes: list[Note] | None = None
+        # (cause, facts) per applied event (its id) or fired timer, when an owner traces
+        # which events a count came from (`cspulse explain --events`)
+        self.trace: list[tuple[str, list[Fact]]] | None = None
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -143,12 +146,13 @@ class CustomerLedger:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["clock"] = state["notes"] = None
+        state["clock"] = state["notes"] = state["trace"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
+        self.trace = None
 
     # -- events ---------------------------------------------------------------
 
@@ -188,9 +192,10 @@ class CustomerLedger:
         event stamped at or after its due time."""
         if self.changed is not None:
             self.changed.add(cid)
-        pending, timers = cust.pending, cust.timers
+        pending, timers, trace = cust.pending, cust.timers, self.trace
         while True:
             next_event = pending[0][0] if pending and pending[0][0] < before else None
+            n = len(out)
             if timers and (timers[0][0] <= next_event if next_event is not None else timers[0][0] <= timers_upto):
                 due, kind, key = heapq.heappop(timers)
                 if kind == "wait":
@@ -199,11 +204,14 @@ class CustomerLedger:
                     self._still_waiting(cid, cust, key, due)
                 else:
                     self._inquiry_ended(cust, key, out)
+                cause = (kind, cid)     # a timer: formatted only when traced
             elif next_event is not None:
-                ts, _, _, event = heapq.heappop(pending)
+                ts, _, cause, event = heapq.heappop(pending)
                 self._apply(cid, cust, event, ts, out)
             else:
                 return
+            if trace is not None and len(out) > n:
+                trace.append((cause, out[n:]))
 
     def _apply(self, cid: str, cust: Customer, event: Event, ts: int, out: list[Fact]) -> None:
         if ts > cust.touched:

@@ -183,7 +183,10 @@ class Pipeline:
         if ts < watermark:
             stats.late += 1
         if cust is None:
-            self.book.add_all(self.desk.apply(event, ts))
+            facts = self.desk.apply(event, ts)
+            self.book.add_all(facts)
+            if ledger.trace is not None and facts:
+                ledger.trace.append((eid, facts))
         else:
             rank = _SENDER_RANK[event.sender] if kind is Message else _RANK[kind]
             ledger.hold(cid, cust, (ts, rank, eid, event))

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from cspulse.core import KPIS, goal_progress
+from cspulse.core.facts import NOT_ROLLED_UP_TO_MONTH
 from store import repo
 
 from . import service
@@ -244,4 +245,41 @@ def _days(period: str) -> list[str]:
             out.append(first.replace(day=d).strftime("%Y-%m-%d"))
         except ValueError:
             break
+    return out
+
+
+# The counts an agent's month is made of, as the core counts them (facts), for `explain --events`.
+TRACED = ("served_customers", "responses", "inquiries", "converted_inquiries", "lost_inquiries", "orders",
+          "paid_orders", "valid_orders", "refunded_orders", "abnormal_orders", "paying_customers", "complaints",
+          "qa_checks", "reports_submitted", "reports_on_time", "reports_audited", "reports_truthful")
+
+
+def trace_counts(pipeline, agent: str, month: str) -> dict[str, list[tuple[str, int]]]:
+    """{counter: [(cause, delta)]} of `agent`'s `month` from a pipeline run with tracing
+    (`pipeline.ledger.trace`): the event id (or the timer) behind every count."""
+    out: dict[str, list[tuple[str, int]]] = {c: [] for c in TRACED}
+    for cause, facts in pipeline.ledger.trace:
+        name = cause if isinstance(cause, str) else f"{cause[0]} timer of customer {cause[1]}"
+        for who, period, counter, delta in facts:
+            # a distinct count's month comes as facts of its own, not as the sum of its days
+            if who == agent and counter in out and (
+                    period == month if counter in NOT_ROLLED_UP_TO_MONTH else period[:7] == month):
+                out[counter].append((name, delta))
+    return out
+
+
+def explain_events(data: dict, agent: str, traced: dict[str, list[tuple[str, int]]], source: str,
+                   show: int = 6) -> list[str]:
+    """The events behind each count of `agent`'s close, checked against the close's own figures."""
+    kpis = data["inputs"]["kpis"].get(agent, {})
+    out = [f"the events behind {agent}'s {data['period']} counts (replayed from {source}):"]
+    for counter, items in traced.items():
+        total = sum(d for _, d in items)
+        closed = kpis.get(counter)
+        check = "" if closed is None else ("  = the close" if total == closed else f"  ≠ the close's {closed}")
+        causes = list(dict.fromkeys(c for c, d in items if d > 0))
+        shown = ", ".join(causes[:show]) + (f", … (+{len(causes) - show})" if len(causes) > show else "")
+        taken = sum(1 for _, d in items if d < 0)
+        out.append(f"  {counter:<20} {total:>6,}{check}" + (f"  from {shown}" if causes else "")
+                   + (f"; {taken} taken back later" if taken else ""))
     return out

@@ -16,7 +16,7 @@ MONTH = "2026-11"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db(request, tmp_path_factory):
+def shop(request, tmp_path_factory):
     """A month of a 4-agent shop without its reviews (the simulator's are left out: the test gives
     them), in SQLite, then in PostgreSQL: every command works on either."""
     tmp = tmp_path_factory.mktemp("close")
@@ -28,7 +28,7 @@ def db(request, tmp_path_factory):
     url = (f"sqlite:///{tmp / 'close.db'}" if request.param == "sqlite"
            else request.getfixturevalue("postgres").create_database(f"cli{uuid.uuid4().hex[:8]}"))
     cli("replay", str(events), "--db", url)
-    return url
+    return url, events
 
 
 class Page(HTMLParser):
@@ -41,7 +41,8 @@ class Page(HTMLParser):
         self.ids |= {v for k, v in attrs if k == "id"}
 
 
-def test_reviews_then_close_then_report_csv_explain(db, tmp_path):
+def test_reviews_then_close_then_report_csv_explain(shop, tmp_path):
+    db, events = shop
     bad = cli("review", "manager", "agent-01", MONTH, "101", "--reviewer", "m", "--db", db, check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == "cspulse review: SCORE: must be between 0 and 100, not 101"
     for agent, (own, manager) in {"agent-01": (80, 70), "agent-02": (90, 85), "agent-03": (60, 50)}.items():
@@ -90,13 +91,22 @@ def test_reviews_then_close_then_report_csv_explain(db, tmp_path):
     assert "inquiry_conversion_rate" in explained and "converted_inquiries" in explained
     assert f"total = 0.30 × self 90.00 + 0.70 × manager {lines['agent-02']['manager_component']:.2f}" in explained
 
+    # with the month's events: the events behind each count, which add up to the close's counts
+    traced = cli("explain", MONTH, "--agent", "agent-02", "--events", str(events), "--db", db).stdout
+    counts = {line.split()[0]: line for line in traced.split("the events behind", 1)[1].splitlines()[1:]}
+    for counter in ("served_customers", "responses", "inquiries", "converted_inquiries", "lost_inquiries",
+                    "orders", "paid_orders", "paying_customers", "complaints"):
+        assert "= the close" in counts[counter], counts[counter]
+    assert "≠" not in traced
+
     plans = json.loads(cli("plans", "--json", "--db", db).stdout)
     bottom = sorted(a for a, x in lines.items() if x["rank_from_bottom"] <= 2)
     assert sorted(p["agent_id"] for p in plans) == bottom
     assert {p["due"] for p in plans} == {"2026-12-09T00:30:00+08:00"}
 
 
-def test_report_of_a_month_not_closed_says_what_to_do(db):
+def test_report_of_a_month_not_closed_says_what_to_do(shop):
+    db, _ = shop
     out = cli("report", "2026-10", "--db", db, check=False)
     assert out.returncode == 1
     assert out.stderr.strip() == "cspulse report: 2026-10 is not closed; close it first with `cspulse close-month 2026-10`"

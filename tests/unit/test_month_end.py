@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cspulse.monthend.close import decide, last_streak, missing_reviews
+from eventkit import at
 from cspulse.monthend.scoring import AgentMonth, linear_score, round_money, score_month
 from monthkit import BASE, month
 from rules.engine import ConsequenceEngine
@@ -141,3 +142,24 @@ def test_the_worker_closes_the_previous_month_at_00_30_on_the_2nd():
     assert due("2027-01-01T12:00:00+08:00") == "2026-11"
     assert due("2027-01-02T00:30:00+08:00") == "2026-12"       # across the year
     assert due_period(datetime.fromisoformat("2026-12-05T09:00:00+08:00"), ZONE, 5, "09:00") == "2026-11"
+
+
+def test_a_traced_run_names_the_event_or_timer_behind_each_count():
+    from cspulse.core import Pipeline
+    from cspulse.monthend.report import trace_counts
+    from eventkit import agent, cust, ev
+    p = Pipeline()
+    p.ledger.trace = []
+    p.run([cust("2026-11-03T10:00:00", event_id="ask"), agent("2026-11-03T10:00:30", event_id="reply"),
+           ev("order_created", "2026-11-03T10:05:00", order_id="o1", customer_id="c1", amount=50, event_id="buy"),
+           cust("2026-11-03T11:00:00", c="c2", event_id="ask2"), agent("2026-11-03T11:00:10", c="c2", event_id="reply2"),
+           ev("qa_check", "2026-11-03T12:00:00", agent_id="a1", reviewer="s", score=80, event_id="qa")],
+          until=at("2026-11-05T00:00:00"))        # both inquiries' windows (to the end of the next day) ended
+    traced = trace_counts(p, "a1", "2026-11")
+    assert traced["responses"] == [("reply", 1), ("reply2", 1)]
+    assert traced["served_customers"] == [("reply", 1), ("reply2", 1)]
+    assert traced["orders"] == [("buy", 1)]
+    assert traced["qa_checks"] == [("qa", 1)]
+    # c2 ordered nothing by the end of the next day: lost, when its inquiry window's timer fired
+    assert traced["lost_inquiries"] == [("inquiry timer of customer c2", 1)]
+    assert trace_counts(p, "a1", "2026-12")["responses"] == []
