@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench bench-kafka kafka kafka-stop clean
+.PHONY: demo test unit bench bench-close bench-kafka kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -25,6 +25,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py
+
+bench-close: $(STAMP)
+	$(BIN)/python bench/close.py
 
 bench-kafka: $(STAMP)
 	deploy/system-deps.sh

@@ -30,6 +30,10 @@ from .alerts import AlertBook
 from .load import RuleSet, window_prefix
 
 _names = itertools.count(1)
+# Every fact goes to one durable-rules session: the engine holds at most 1,023 sessions
+# (the 1,024th raises MemoryError; measured), so a session per agent would stop a shop of
+# more than a thousand agents.  The rules match one fact each, so nothing is shared.
+SESSION = "0"
 
 
 class _Host(durable.Host):
@@ -90,7 +94,7 @@ class RuleEngine:
             return
         fact = {k: v for k, v in note.items() if v is not None}
         fact["id"] = f"n{next(self._ids)}"
-        fact["sid"] = agent or "shop"
+        fact["sid"] = SESSION
         self._judge(rules, lambda: self._host.assert_fact(self._name, fact), now, lambda rule: note, provisional_for)
         self._host.retract_fact(self._name, fact)
 
@@ -110,7 +114,7 @@ class RuleEngine:
             old = self._facts.get(agent)
             if old is not None and old[0] == values:
                 continue
-            fact = dict(values, id=f"agent:{agent}", sid=agent, seq=next(self._ids))
+            fact = dict(values, id=f"agent:{agent}", sid=SESSION, seq=next(self._ids))
             if old is not None:
                 self._host.retract_fact(self._name, old[1])
             self._facts[agent] = (values, fact)
@@ -191,7 +195,7 @@ class ConsequenceEngine:
         out = []
         for i, values in enumerate(standings):
             fact = {k: v for k, v in values.items() if v is not None}
-            fact.update(kind="standing", id=f"s{i}", sid=values["agent_id"])
+            fact.update(kind="standing", id=f"s{i}", sid=SESSION)
             self._hits.clear()
             try:
                 self._host.assert_fact(self._name, fact)

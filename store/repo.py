@@ -144,16 +144,15 @@ def write_kpis(values: dict[tuple[str | None, str], dict[str, float | None]], *,
 
 def read_kpis(period: str, *, session: Session, agent_id: str | None = None) -> dict[str | None, dict]:
     """{agent_id or None for the shop: {kpi: value}} for one period, counts as integers."""
-    q = select(KpiValue).where(KpiValue.period == period)
+    table = KpiValue.__table__     # plain rows, not ORM objects: a month of 2,000 agents is 64,000 of them
+    q = select(table.c.agent_id, table.c.kpi, table.c.value).where(table.c.period == period)
     if agent_id is not None:
-        q = q.where(KpiValue.agent_id.in_([agent_id, SHOP_ROW]))
+        q = q.where(table.c.agent_id.in_([agent_id, SHOP_ROW]))
     out: dict[str | None, dict] = {}
-    for row in session.exec(q):
-        who = None if row.agent_id == SHOP_ROW else row.agent_id
-        value = row.value
-        if value is not None and KPIS[row.kpi][0] == "count":
+    for who, kpi, value in session.execute(q):
+        if value is not None and KPIS[kpi][0] == "count":
             value = int(value)
-        out.setdefault(who, {})[row.kpi] = value
+        out.setdefault(None if who == SHOP_ROW else who, {})[kpi] = value
     order = list(KPIS)
     return {who: {k: kv[k] for k in order if k in kv} for who, kv in out.items()}
 

@@ -8,6 +8,7 @@ decimals.  Components keep full precision until then.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -132,11 +133,11 @@ def score_month(agents: list[AgentMonth], card: Scorecard) -> list[Standing]:
 
 def rank(standings: list[Standing]) -> None:
     """rank = 1 + ranked agents with a higher total; rank_from_bottom = 1 + those with a lower one."""
-    totals = [s.total for s in standings if s.eligible and s.total is not None]
+    totals = sorted(s.total for s in standings if s.eligible and s.total is not None)
     for s in standings:
         if s.eligible and s.total is not None:
-            s.rank = 1 + sum(1 for t in totals if t > s.total)
-            s.rank_from_bottom = 1 + sum(1 for t in totals if t < s.total)
+            s.rank = 1 + len(totals) - bisect_right(totals, s.total)
+            s.rank_from_bottom = 1 + bisect_left(totals, s.total)
 
 
 def _kpi_part(scale: KpiScale, value: float | None, team_max: float | None) -> KpiPart:

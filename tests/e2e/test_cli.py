@@ -29,8 +29,8 @@ def kpis_json(db, period, *extra):
     return json.loads(cli("kpis", "--period", period, "--json", "--db", db, *extra).stdout)
 
 
-def test_simulate_replay_kpis_json_matches_the_core(month_file, tmp_path):
-    db = f"sqlite:///{tmp_path / 'a.db'}"
+def test_simulate_replay_kpis_json_matches_the_core(month_file, tmp_path, store_url):
+    db = store_url      # SQLite, then PostgreSQL
     out = cli("replay", str(month_file), "--db", db).stdout
     assert "events read" in out and "rejected" in out
     got = kpis_json(db, "2026-11")
@@ -57,8 +57,8 @@ def test_day_period_and_one_agent(month_file, tmp_path):
     assert "inquiry_conversion_rate" in table and "询单转化率" in table
 
 
-def test_replaying_the_same_file_twice_changes_no_kpi(month_file, tmp_path):
-    db = f"sqlite:///{tmp_path / 'a.db'}"
+def test_replaying_the_same_file_twice_changes_no_kpi(month_file, tmp_path, store_url):
+    db = store_url      # SQLite, then PostgreSQL
     cli("replay", str(month_file), "--db", db)
     first = kpis_json(db, "2026-11")
     again = cli("replay", str(month_file), "--db", db).stdout
@@ -121,8 +121,8 @@ def alerts_json(db, *extra):
     return json.loads(cli("alerts", "--json", "--db", db, *extra).stdout)
 
 
-def test_replay_stores_the_alerts_a_dry_run_shows_and_a_second_replay_adds_none(month_file, tmp_path):
-    db = f"sqlite:///{tmp_path / 'alerts.db'}"
+def test_replay_stores_the_alerts_a_dry_run_shows_and_a_second_replay_adds_none(month_file, tmp_path, store_url):
+    db = store_url      # SQLite, then PostgreSQL
     cli("replay", str(month_file), "--db", db)
     stored = alerts_json(db)
     assert stored, "a simulated month has slow responses and complaints"

@@ -238,3 +238,21 @@ def test_two_rules_watching_the_same_kind_both_fire():
     engine.observe({**note, "ts": at("2026-11-03T10:00:00"), "response_s": 120.0})
     engine.observe({**note, "conversation_id": "v2", "ts": at("2026-11-03T10:10:00"), "response_s": 200.0})
     assert sorted(a.key for a in engine.alerts.alerts.values()) == ["slow|a1|v1", "slow|a1|v2", "very_slow|a1|v2"]
+
+
+def test_more_than_a_thousand_agents_fit_in_the_engine():
+    # durable-rules raises MemoryError at its 1,024th session: facts share one session
+    from cspulse.core import KpiBook
+    engine = RuleEngine(RULES)
+    book = KpiBook()
+    now = at("2026-11-03T10:00:00")
+    day = "2026-11-03"
+    for i in range(1500):
+        book.add_all([(f"a{i}", day, "paid_orders", 10), (f"a{i}", day, "refunded_orders", 3 if i % 2 else 1)])
+    engine.agents_changed({f"a{i}" for i in range(1500)}, now, book)
+    for i in range(1500):
+        engine.observe({"kind": "response", "ts": now, "agent_id": f"a{i}", "customer_id": f"c{i}",
+                        "conversation_id": f"v{i}", "response_s": 120.0, "first": True})
+    fired = engine.alerts.alerts.values()
+    assert sum(a.rule == "refund_spike" for a in fired) == 750      # 3 of 10 refunded: 30% > 20%
+    assert sum(a.rule == "slow_response" for a in fired) == 1500
