@@ -225,10 +225,16 @@ async def _at_end(tp) -> bool:
     end = app.consumer.highwater(tp)
     if end is None:
         return False
+    if end == 0:
+        return True         # an empty partition
     last = _last_offset.get((tp.partition, tp.topic))
     if last is None:   # nothing processed since start: compare the read position
+        # ... but never wait for it: the consumer answers only once the partition's
+        # position is known, and during or after a rebalance that can take forever
+        # (measured: a worker joining mid-stream hung its store tick on it, and its
+        # partitions' KPIs were never stored again)
         try:
-            position = await app.consumer.position(tp)
+            position = await asyncio.wait_for(app.consumer.position(tp), 0.2)
         except Exception:
             return False
         return position is not None and position >= end
