@@ -115,6 +115,9 @@ class Metrics:
         self.batch = Histogram("cspulse_batch_duration_seconds", "Time to process and write back one batch",
                                buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5), registry=registry)
         self.store_errors = Counter("cspulse_store_errors", "Failed writes of KPIs to the store", registry=registry)
+        self.gaps_reread = Counter("cspulse_input_gaps_reread",
+                                   "Input partitions whose first event after an assignment lay past their state's "
+                                   "offset, read again from there", registry=registry)
         self.kpis_updated = Gauge("cspulse_kpis_updated_timestamp_seconds",
                                   "Unix time of the KPI snapshot behind the cspulse_agent_*/cspulse_shop_* series",
                                   registry=registry)

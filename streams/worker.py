@@ -100,7 +100,12 @@ def _restore(p: int) -> Pipeline:
             pl.book.stated[(who or None, period)] = defaultdict(int, pickle.loads(value))
     clock = clocks.get(f"@{p}")
     if clock is not None:
-        pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max = pickle.loads(clock)
+        saved = pickle.loads(clock)
+        pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max = saved[:4]
+        # the input offsets the state includes (older states did not say: trust the consumer)
+        _applied[p] = saved[4] if len(saved) > 4 else {t: _UNKNOWN for t in ALL_INPUTS}
+    else:
+        _applied[p] = {}
     pl.expected_inputs = ORDERED_INPUTS
     pl.track_changes()
     pl.collect_notes()
@@ -153,7 +158,77 @@ def _write_back(p: int, pl: Pipeline) -> None:
         _put(agents, p, aid, dumps(pl.desk.agents[aid], top))
     for who, period in buckets:
         _put(books, p, f"{p}|{who or ''}|{period}", dumps(dict(pl.book.stated[(who, period)]), top))
-    _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max), top))
+    _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max, _applied[p]), top))
+
+
+# The input offsets each partition's state includes, written with the state (same
+# transaction), so the state says where it stands.  After a rebalance Faust can hand a
+# worker a partition whose committed offsets are ahead of its changelog: the joiner
+# reads the changelog while the previous owner's last transaction is still open, then
+# fetches the offsets that transaction commits (measured: a worker joining mid-backlog
+# restored an empty state and started at 45% of its partitions; those events were lost).
+# So the first event of each input after an assignment is checked against the state,
+# and a gap is read from Kafka directly (Faust's own consumer drops offsets below
+# those it has delivered, so seeking it back does not work) and applied first.
+_applied: dict[int, dict[str, int]] = {}     # partition -> topic -> last offset in its state
+_UNKNOWN = -2                                  # a state from before offsets were kept
+_checked: set[tuple[int, str]] = set()         # (partition, topic) checked since the assignment
+
+
+async def _in_step(p: int, share: list) -> list:
+    """The events of a partition's share the state still needs: without re-deliveries it
+    already has, and with any gap between the state and the first event filled in."""
+    applied = _applied[p]
+    out = []
+    for event in share:
+        m = event.message
+        last = applied.get(m.topic, -1)
+        if last == _UNKNOWN:
+            out.append(event)
+            continue
+        if m.offset <= last:
+            continue                        # already in the state: a re-delivery
+        key = (p, m.topic)
+        if key not in _checked:
+            _checked.add(key)
+            if m.offset > last + 1:
+                log.warning("%s:%d starts at offset %d but its state stands at %d: reading the gap from Kafka",
+                            m.topic, p, m.offset, last)
+                out += await _read_gap(m.topic, p, last + 1, m.offset)
+                metrics.gaps_reread.inc()
+        out.append(event)
+    return out
+
+
+async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
+    """Messages [start, end) of one partition, as stand-ins for Faust's events."""
+    from types import SimpleNamespace
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, enable_auto_commit=False,
+                                isolation_level="read_committed", auto_offset_reset="earliest",
+                                client_id="cspulse-gap")
+    await consumer.start()
+    out = []
+    try:
+        tp = TopicPartition(topic, p)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while not out or out[-1].message.offset < end - 1:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            records = batch.get(tp, [])
+            if not records:
+                if await consumer.position(tp) >= end:
+                    break           # offsets with no message (transaction markers) up to the end
+                continue
+            for r in records:
+                if r.offset >= end:
+                    break
+                out.append(SimpleNamespace(key=r.key, value=r.value, message=SimpleNamespace(
+                    topic=topic, partition=p, offset=r.offset, timestamp=r.timestamp / 1000)))
+    finally:
+        await consumer.stop()
+    return out
 
 
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
@@ -162,9 +237,11 @@ def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     if pl is None:
         pl = pipelines[p] = _restore(p)
     wall = time.monotonic()
+    applied = _applied[p]
     for event in batch:
         _last_heard[(p, event.message.topic)] = wall
         _last_offset[(p, event.message.topic)] = event.message.offset
+        applied[event.message.topic] = event.message.offset
     idle = {t for t in ORDERED_INPUTS
             if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
     dead, before = [], tally(pl.stats)
@@ -190,7 +267,13 @@ async def process(stream):
         for event in batch:
             shares[event.message.partition].append(event)
         newest = max(e.message.timestamp for e in batch)
-        dead = [(p, letter) for p, share in shares.items() for letter in _feed(p, share)]
+        dead = []
+        for p, share in shares.items():
+            if p not in pipelines:
+                pipelines[p] = _restore(p)
+            share = await _in_step(p, share)
+            if share:
+                dead += [(p, letter) for letter in _feed(p, share)]
         await _publish()
         for p, (key, envelope) in dead:
             await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
@@ -212,6 +295,8 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
     pipelines.clear()
     _read_to_end.clear()
     _last_heard.clear()
+    _applied.clear()
+    _checked.clear()
 
 
 async def _check_read_to_end() -> None:
