@@ -95,16 +95,19 @@ def parse_period(value: str) -> str:
     raise UsageError(f"--period: '{value}' is not a day YYYY-MM-DD or a month YYYY-MM")
 
 
-def parse_until(value: str | None) -> int | None:
-    if value is None:
-        return None
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO-8601 time with a UTC offset, or one line saying what is wrong."""
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"--until: '{value}' is not an ISO-8601 time (e.g. 2026-11-30T23:59:59+08:00)") from None
+        raise UsageError(f"{name}: '{value}' is not an ISO-8601 time (e.g. 2026-11-30T23:59:59+08:00)") from None
     if dt.tzinfo is None:
-        raise UsageError(f"--until: '{value}' has no UTC offset; add one, e.g. {value}+08:00")
-    return to_us(dt)
+        raise UsageError(f"{name}: '{value}' has no UTC offset; add one, e.g. {value}+08:00")
+    return dt
+
+
+def parse_until(value: str | None) -> int | None:
+    return None if value is None else to_us(parse_time(value, "--until"))
 
 
 def db_url(db: str | None) -> str:

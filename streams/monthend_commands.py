@@ -28,7 +28,7 @@ from cspulse.monthend import service
 from cspulse.settings import Settings
 from store import repo
 from streams import views
-from streams.commands import DB, UsageError, db_url, embedded_command, one_line_errors
+from streams.commands import DB, UsageError, db_url, embedded_command, one_line_errors, parse_time
 from streams.produce import produce as send_to_kafka
 
 SETTINGS: Settings = Settings.model_construct()
@@ -48,22 +48,13 @@ def parse_month(value: str, name: str = "PERIOD") -> str:
     return value
 
 
-def parse_time(value: str | None, name: str) -> datetime:
-    zone = SETTINGS.params().zone
-    if value is None:
-        return datetime.now(zone)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{name}: '{value}' is not an ISO-8601 time (e.g. 2026-12-02T00:30:00+08:00)") from None
-    if dt.tzinfo is None:
-        raise UsageError(f"{name}: '{value}' has no UTC offset; add one, e.g. {value}+08:00")
-    return dt
+def time_or_now(value: str | None, name: str) -> datetime:
+    return datetime.now(SETTINGS.params().zone) if value is None else parse_time(value, name)
 
 
 def emit(kind: str, fields: dict, *, to_kafka: bool, db: str | None, at: str | None) -> None:
     """Validate one event and send it on; print one line saying where it went."""
-    ts = parse_time(at, "--at")
+    ts = time_or_now(at, "--at")
     event = {"event_id": f"{kind}-{uuid.uuid4().hex[:16]}", "type": kind, "ts": ts.isoformat(),
              "shop_id": SETTINGS.shop_id, **{k: v for k, v in fields.items() if v is not None}}
     line = json.dumps(event, ensure_ascii=False).encode()
