@@ -371,7 +371,8 @@ async def demo(self, db: str, agents: int, seed: int) -> None:
     out.print(f"next: [cyan].venv/bin/cspulse kpis --period 2026-11 --agent agent-01 --db {db}[/cyan]  "
               f"(one agent, all KPIs, goals)\n"
               f"      [cyan].venv/bin/cspulse alerts --state firing --db {db}[/cyan]  (what still needs a supervisor)\n"
-              f"      [cyan].venv/bin/cspulse explain 2026-11 --agent agent-01 --db {db}[/cyan]  (how a total was made)\n"
+              f"      [cyan].venv/bin/cspulse explain 2026-11 --agent agent-01 --events {events} --db {db}[/cyan]  "
+              "(how a total was made, down to the events)\n"
               f"      [cyan].venv/bin/cspulse report 2026-11 --format csv --db {db}[/cyan]  (the payroll file)\n"
               "live boards: `docker compose up`, then Grafana at http://localhost:3000 "
               "(dashboard \"cspulse\", Prometheus at http://localhost:9090)")
