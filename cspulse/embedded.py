@@ -152,10 +152,9 @@ def _look_at_plans(pipeline: Pipeline, runner: AlertRunner, engine: Engine, unti
     now = until if until is not None else pipeline.max_ts
     if now is None:
         return
-    with Session(engine) as session:
-        repo.write_reviews(repo.review_rows(pipeline.desk.agents), session=session)
-        session.commit()
-    for plan in plan_states(engine, now):
+    submitted = {(period, agent): (r.ts, r.note) for agent, f in pipeline.desk.agents.items()
+                 for period, r in f.plans.items()}
+    for plan in plan_states(engine, now, submitted=submitted):
         runner.engine.observe(plan.note(now))
 
 

@@ -37,11 +37,27 @@ SESSION = "0"
 
 
 class _Host(durable.Host):
-    """A durable-rules host with no timer threads; consequents record the rule's name."""
+    """A durable-rules host with no timer threads, holding one ruleset (named afresh, so
+    tests can make as many as they like); consequents record the rule's name."""
 
-    def __init__(self, hits: list[str]) -> None:
-        self._hits = hits
+    def __init__(self, prefix: str, rules) -> None:
+        self._hits: list[str] = []
         super().__init__()
+        self.ruleset = f"{prefix}_{next(_names)}"
+        definition = {r.name: {"all": [{"m": r.compiled()}], "run": r.name} for r in rules}
+        # durable-rules deletes "run" from what it is given: hand it a copy
+        self.register_rulesets(copy.deepcopy({self.ruleset: definition}))
+
+    def matches(self, fact: dict, keep: bool = False) -> set[str]:
+        """The rules a fact matches; it is retracted again unless `keep`."""
+        self._hits.clear()
+        try:
+            self.assert_fact(self.ruleset, fact)
+        except durable.MessageNotHandledException:
+            pass                               # no rule matched
+        if not keep:
+            self.retract_fact(self.ruleset, fact)
+        return set(self._hits)
 
     def _run(self) -> None:     # no threads: the caller dispatches, on its own thread
         pass
@@ -62,12 +78,7 @@ class RuleEngine:
         self.params = params or Params()
         self.clock = ShopClock(self.params)
         self.alerts = AlertBook()
-        self._hits: list[str] = []
-        self._host = _Host(self._hits)
-        self._name = f"cspulse_alerts_{next(_names)}"
-        definition = {r.name: {"all": [{"m": r.compiled()}], "run": r.name} for r in rules.rules}
-        # durable-rules deletes "run" from what it is given: hand it a copy
-        self._host.register_rulesets(copy.deepcopy({self._name: definition}))
+        self._host = _Host("cspulse_alerts", rules.rules)
         self._ids = itertools.count(1)
         self._by_kind = {kind: rules.watching(kind) for kind in {r.watch for r in rules.rules}}
         self._facts: dict[str, tuple[dict, dict]] = {}     # agent -> (its values, the fact asserted)
@@ -95,8 +106,7 @@ class RuleEngine:
         fact = {k: v for k, v in note.items() if v is not None}
         fact["id"] = f"n{next(self._ids)}"
         fact["sid"] = SESSION
-        self._judge(rules, lambda: self._host.assert_fact(self._name, fact), now, lambda rule: note, provisional_for)
-        self._host.retract_fact(self._name, fact)
+        self._judge(rules, self._host.matches(fact), now, lambda rule: note, provisional_for)
 
     # -- agents ---------------------------------------------------------------
 
@@ -116,9 +126,9 @@ class RuleEngine:
                 continue
             fact = dict(values, id=f"agent:{agent}", sid=SESSION, seq=next(self._ids))
             if old is not None:
-                self._host.retract_fact(self._name, old[1])
+                self._host.retract_fact(self._host.ruleset, old[1])
             self._facts[agent] = (values, fact)
-            self._judge(rules, lambda: self._host.assert_fact(self._name, fact), now,
+            self._judge(rules, self._host.matches(fact, keep=True), now,
                         lambda rule: _window_values(values, rule.prefix()))
 
     def tick(self, now: int, book: KpiBook | None = None) -> None:
@@ -156,15 +166,9 @@ class RuleEngine:
 
     # -- judging --------------------------------------------------------------
 
-    def _judge(self, rules, post, now: int, values_for, provisional_for: str | None = None) -> None:
-        """Post, then tell the alert book which watching rules matched (`values_for(rule)`:
-        what the rule's alert shows) and which missed."""
-        self._hits.clear()
-        try:
-            post()
-        except durable.MessageNotHandledException:
-            pass                               # no rule matched: every watching rule missed
-        hits = set(self._hits)
+    def _judge(self, rules, hits: set[str], now: int, values_for, provisional_for: str | None = None) -> None:
+        """Tell the alert book which watching rules matched (`values_for(rule)`: what the
+        rule's alert shows) and which missed."""
         for rule in rules:
             if rule.name in hits:
                 self.alerts.matched(rule, values_for(rule), now, provisional_for)
@@ -183,11 +187,7 @@ class ConsequenceEngine:
 
     def __init__(self, rules) -> None:
         self.rules = rules
-        self._hits: list[str] = []
-        self._host = _Host(self._hits)
-        self._name = f"cspulse_month_end_{next(_names)}"
-        definition = {r.name: {"all": [{"m": r.compiled()}], "run": r.name} for r in rules.rules}
-        self._host.register_rulesets(copy.deepcopy({self._name: definition}))
+        self._host = _Host("cspulse_month_end", rules.rules)
 
     def decide(self, standings: list[dict]) -> list[tuple[str, str]]:
         """[(agent_id, rule name)] in the order of the standings, then of the rule file."""
@@ -196,12 +196,6 @@ class ConsequenceEngine:
         for i, values in enumerate(standings):
             fact = {k: v for k, v in values.items() if v is not None}
             fact.update(kind="standing", id=f"s{i}", sid=SESSION)
-            self._hits.clear()
-            try:
-                self._host.assert_fact(self._name, fact)
-            except durable.MessageNotHandledException:
-                pass
-            self._host.retract_fact(self._name, fact)
-            hits = set(self._hits)
+            hits = self._host.matches(fact)
             out += [(values["agent_id"], name) for name in order if name in hits]
         return out

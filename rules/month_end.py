@@ -53,7 +53,7 @@ def load_scorecard(path: str | Path = DEFAULT_SCORECARD) -> Scorecard:
 
 
 def parse_scorecard(data, source: str) -> Scorecard:
-    check_schema(data, "scorecard.schema.json", source, item="kpis")
+    check_schema(data, "scorecard.schema.json", source)
     scales = []
     for kpi, raw in data["kpis"].items():
         if kpi not in KPI_NAMES:

@@ -28,6 +28,7 @@ from cspulse.monthend import service
 from cspulse.settings import Settings
 from store import repo
 from streams import views
+from streams.alerting import now_us
 from streams.commands import DB, UsageError, db_url, embedded_command, one_line_errors, parse_time
 from streams.produce import produce as send_to_kafka
 
@@ -152,8 +153,7 @@ async def plan(self, action: str, agent: str, period: str, text: str | None, by:
     if not by:
         raise UsageError(f"--by: say which manager {action}s the plan, e.g. --by manager-1")
     engine = repo.connect(db_url(db), must_exist=True)
-    now_us = round(datetime.now().timestamp() * 1_000_000)
-    found = {(p.period, p.agent_id): p for p in service.plan_states(engine, now_us, period)}
+    found = {(p.period, p.agent_id): p for p in service.plan_states(engine, now_us(), period)}
     state = found.get((period, agent))
     if state is None:
         raise InputError(f"{agent} has no improvement plan required for {period}; see `cspulse plans`")
@@ -174,8 +174,7 @@ async def plan(self, action: str, agent: str, period: str, text: str | None, by:
 async def plans(self, period: str | None, as_json: bool, db: str | None) -> None:
     """The improvement plans month-end closes required, and where each stands (as of now)."""
     engine = repo.connect(db_url(db), must_exist=True)
-    now_us = round(datetime.now().timestamp() * 1_000_000)
-    found = service.plan_states(engine, now_us, parse_month(period, "--period") if period else None)
+    found = service.plan_states(engine, now_us(), parse_month(period, "--period") if period else None)
     if as_json:
         print(json.dumps([p.__dict__ for p in found], ensure_ascii=False))
         return
@@ -298,7 +297,7 @@ def _report_data(period: str, db: str | None) -> dict:
     engine = repo.connect(db_url(db), must_exist=True)
     try:
         return monthend_report.report_data(engine, period, SETTINGS.params().zone,
-                                           round(datetime.now().timestamp() * 1_000_000))
+                                           now_us())
     except monthend_report.NotClosed as e:
         raise InputError(str(e)) from None
 

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cspulse.core import KPIS
+from cspulse.core.kpi_names import format_kpi
 
 # The scheme's own names for its headline KPIs, as the shop's staff say them.
 CHINESE = {
@@ -33,19 +34,7 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if (sys.stderr if stderr else sys.stdout).isatty() else 180)
 
 
-def fmt(kpi: str, value) -> str:
-    if value is None:
-        return "–"
-    kind = KPIS[kpi][0]
-    if kind == "ratio":
-        return f"{value * 100:.1f}%"
-    if kind == "seconds":
-        return f"{value:.1f} s"
-    if kind == "amount":
-        return f"¥{value:,.2f}"
-    if kind == "count":
-        return f"{int(value):,}"
-    return f"{value:.2f}"
+fmt = format_kpi
 
 
 def kpi_table(period: str, agents: dict[str, dict], shop: dict) -> Table:

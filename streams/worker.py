@@ -70,7 +70,6 @@ pipelines: dict[int, Pipeline] = {}
 ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
 ALL_INPUTS = frozenset(PREFIX + t for t in INPUT_TOPICS)
 IDLE_S = 2.0
-_last_offset: dict[tuple[int, str], int] = {}     # (partition, topic) -> last offset processed
 _read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to its end, as last checked
 # Up to 2000 events, or what came within 100 ms: a backlog still comes in full batches
 # (fewer changelog messages), and a live event waits at most 100 ms for its batch (an
@@ -233,14 +232,11 @@ async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
 
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     """Feed one partition's share of a batch to its pipeline and write back; return the dead letters."""
-    pl = pipelines.get(p)
-    if pl is None:
-        pl = pipelines[p] = _restore(p)
+    pl = pipelines[p]
     wall = time.monotonic()
     applied = _applied[p]
     for event in batch:
         _last_heard[(p, event.message.topic)] = wall
-        _last_offset[(p, event.message.topic)] = event.message.offset
         applied[event.message.topic] = event.message.offset
     idle = {t for t in ORDERED_INPUTS
             if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
@@ -312,8 +308,8 @@ async def _at_end(tp) -> bool:
         return False
     if end == 0:
         return True         # an empty partition
-    last = _last_offset.get((tp.partition, tp.topic))
-    if last is None:   # nothing processed since start: compare the read position
+    last = _applied.get(tp.partition, {}).get(tp.topic, _UNKNOWN)
+    if last == _UNKNOWN:   # not in a state restored here: compare the read position
         # ... but never wait for it: the consumer answers only once the partition's
         # position is known, and during or after a rebalance that can take forever
         # (measured: a worker joining mid-stream hung its store tick on it, and its
@@ -328,10 +324,7 @@ async def _at_end(tp) -> bool:
 
 async def _caught_up() -> bool:
     """Every input partition this worker holds (reviews too) is read to its end."""
-    try:
-        assigned = [tp for tp in app.consumer.assignment() if tp.topic in ALL_INPUTS]
-    except Exception:
-        return False
+    assigned = _assigned_inputs(ALL_INPUTS)
     return bool(assigned) and all([await _at_end(tp) for tp in assigned])
 
 
@@ -351,13 +344,14 @@ def _adopt_assigned() -> None:
             pipelines[tp.partition] = _restore(tp.partition)
 
 
-def _assigned_inputs() -> list:
-    """The partitions of the customer-keyed inputs this worker holds (none before it starts)."""
+def _assigned_inputs(topics: frozenset = ORDERED_INPUTS) -> list:
+    """The partitions of these inputs (by default the customer-keyed ones) this worker holds
+    (none before it starts)."""
     try:
         assigned = app.consumer.assignment()
     except Exception:   # not started yet
         return []
-    return [tp for tp in assigned if tp.topic in ORDERED_INPUTS]
+    return [tp for tp in assigned if tp.topic in topics]
 
 
 def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:
@@ -369,34 +363,41 @@ def _partition_view(pl: Pipeline, now: int) -> dict:
     return {f"{who or ''}|{period}": dict(b) for (who, period), b in _as_of(pl, now).stated.items()}
 
 
-async def _snapshot_views() -> tuple[dict[int, dict], list]:
-    """Each local partition's book as of now, and the goals and reviews of its agents; the loop
-    gets a turn between partitions, so batches (and alerts) do not wait for all."""
-    now = round(time.time() * US)
-    views, desks = {}, ([], [], [])
+async def _snapshot_views() -> tuple[dict[int, dict], tuple[list, list, list]]:
+    """Each local partition's book as of now, and the goals, reviews and post-close
+    adjustments of its agents; the loop gets a turn between partitions, so batches (and
+    alerts) do not wait for all."""
+    now, views, desks = round(time.time() * US), {}, _unstored_desk()
     for p, pl in list(pipelines.items()):
         if pipelines.get(p) is pl:      # still ours after the last turn
-            views[p] = _partition_view(pl, now)
-            _desk_rows(pl, desks)
+            _snapshot_one(p, pl, now, views, desks)
         await asyncio.sleep(0)
     return views, desks
 
 
-def _desk_rows(pl: Pipeline, into: tuple[list, list, list]) -> tuple[list, list, list]:
-    """(goal rows, review rows, post-close adjustments) of a partition, added to `into`."""
-    into[0].extend(repo.goal_rows(pl.desk.agents))
-    into[1].extend(repo.review_rows(pl.desk.agents))
-    into[2].extend(pl.post_close)
+def _snapshot_views_now() -> tuple[dict[int, dict], tuple[list, list, list]]:
+    """The same, in one go (at shutdown)."""
+    now, views, desks = round(time.time() * US), {}, _unstored_desk()
+    for p, pl in list(pipelines.items()):
+        _snapshot_one(p, pl, now, views, desks)
+    return views, desks
+
+
+def _snapshot_one(p: int, pl: Pipeline, now: int, views: dict, desks: tuple[list, list, list]) -> None:
+    views[p] = _partition_view(pl, now)
+    desks[0].extend(repo.goal_rows(pl.desk.agents))
+    desks[1].extend(repo.review_rows(pl.desk.agents))
+    desks[2].extend(pl.post_close)
     pl.post_close = []
-    return into
 
 
-def _snapshot_views_now() -> tuple[dict[int, dict], list]:
-    now = round(time.time() * US)
-    desks = ([], [], [])
-    for pl in list(pipelines.values()):
-        _desk_rows(pl, desks)
-    return {p: _partition_view(pl, now) for p, pl in list(pipelines.items())}, desks
+_unstored_adjustments: list[dict] = []    # drained from the pipelines, not yet in the store
+
+
+def _unstored_desk() -> tuple[list, list, list]:
+    adjustments = list(_unstored_adjustments)
+    _unstored_adjustments.clear()
+    return [], [], adjustments
 
 
 def _store(views: dict[int, dict], desks: tuple[list, list, list], alerts: tuple[list, list]) -> dict[int, dict]:
@@ -448,8 +449,7 @@ async def store_kpis() -> None:
         for alert in alerts[0]:
             alerting.unstored.setdefault(alert.key, alert)
         alerting.retracted.update(k for k in alerts[1] if k not in alerting.unstored)
-        for p, pl in list(pipelines.items()):
-            pl.post_close[:0] = [a for a in desks[2] if partition_of(a["customer_id"] or a["agent_id"]) == p]
+        _unstored_adjustments.extend(desks[2])
         metrics.store_errors.inc()
         log.exception("writing KPIs to the store failed; retrying in %.0f s", SETTINGS.store_interval_s)
         return

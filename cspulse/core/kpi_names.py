@@ -37,3 +37,19 @@ KPIS: dict[str, tuple[str, str]] = {
     "report_quality": ("score100", "up"),
 }
 KPI_NAMES = tuple(KPIS)
+
+
+def format_kpi(kpi: str, value) -> str:
+    """A KPI value as a person reads it: 41.5%, 45.0 s, ¥1,234.50, 1,386; – without data."""
+    if value is None:
+        return "–"
+    kind = KPIS[kpi][0]
+    if kind == "ratio":
+        return f"{value * 100:.1f}%"
+    if kind == "seconds":
+        return f"{value:.1f} s"
+    if kind == "amount":
+        return f"¥{value:,.2f}"
+    if kind == "count":
+        return f"{int(value):,}"
+    return f"{value:.2f}"

@@ -204,14 +204,14 @@ class CustomerLedger:
                     self._still_waiting(cid, cust, key, due)
                 else:
                     self._inquiry_ended(cust, key, out)
-                cause = (kind, cid)     # a timer: formatted only when traced
+                eid = None
             elif next_event is not None:
-                ts, _, cause, event = heapq.heappop(pending)
+                ts, _, eid, event = heapq.heappop(pending)
                 self._apply(cid, cust, event, ts, out)
             else:
                 return
-            if trace is not None and len(out) > n:
-                trace.append((cause, out[n:]))
+            if trace is not None and len(out) > n:     # the event's id, or the timer and its customer
+                trace.append((eid or (kind, cid), out[n:]))
 
     def _apply(self, cid: str, cust: Customer, event: Event, ts: int, out: list[Fact]) -> None:
         if ts > cust.touched:

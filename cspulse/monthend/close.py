@@ -9,8 +9,8 @@ export keyed by it never pays twice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Callable
+from datetime import datetime, timedelta
+from typing import Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from .scoring import Standing
@@ -95,11 +95,11 @@ def last_streak(agent_id: str, period: str, history: dict[str, dict[str, dict]])
     return streak
 
 
-def decide(period: str, standings: list[Standing], rules, history: dict[str, dict[str, dict]],
+def decide(period: str, standings: list[Standing], rules, history: Mapping[str, dict[str, dict]],
            issued_at: datetime, zone: ZoneInfo, fire: Callable[[list[dict]], list[tuple[str, str]]]) -> MonthResult:
     """Apply the month-end rules to the ranked agents.  `history`: earlier closed months,
-    {period: {agent: {rank, rank_from_bottom, total, ranked}}}; `fire(facts)` says which
-    rules matched which agent."""
+    {period: {agent: {rank, rank_from_bottom, total, ranked}}} (read with `.get`, month by
+    month back while a last place runs); `fire(facts)` says which rules matched which agent."""
     issued = issued_at.astimezone(zone)
     result = MonthResult(period, issued.isoformat(), standings, [])
     ranked = [s for s in standings if s.rank is not None]
@@ -122,7 +122,7 @@ def decide(period: str, standings: list[Standing], rules, history: dict[str, dic
         if rule.kind == "reassignment_recommendation":
             months = [period] + previous_months(period, fact["last_streak"] - 1)
             evidence["months"] = [{"period": period, **evidence}] + [
-                {"period": m, **{k: history[m][agent].get(k) for k in ("rank", "rank_from_bottom", "ranked", "total")}}
+                {"period": m, **{k: history.get(m)[agent].get(k) for k in ("rank", "rank_from_bottom", "ranked", "total")}}
                 for m in months[1:]]
         due = None
         if rule.due_after_s is not None:
@@ -131,10 +131,3 @@ def decide(period: str, standings: list[Standing], rules, history: dict[str, dic
             f"{period}/{agent}/{rule.kind}", period, agent, rule.kind, rule.name, rule.amount, due,
             rule.render(fact), evidence))
     return result
-
-
-def month_end_of(period: str, zone: ZoneInfo) -> datetime:
-    """The first instant after `period` in the shop's zone."""
-    y, m = int(period[:4]), int(period[5:7])
-    first = date(y + m // 12, m % 12 + 1, 1)
-    return datetime(first.year, first.month, 1, tzinfo=zone)

@@ -8,6 +8,7 @@ from the store: plans, post-close adjustments and the KPIs as they are now.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from cspulse.core import KPIS, goal_progress
+from cspulse.core.kpi_names import format_kpi
 from cspulse.core.facts import NOT_ROLLED_UP_TO_MONTH
 from store import repo
 
@@ -111,20 +113,11 @@ def render_csv(data: dict) -> str:
 
 def render_html(data: dict) -> str:
     env = Environment(loader=PackageLoader("cspulse.monthend"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["pct"] = lambda x: "–" if x is None else f"{x * 100:.1f}%"
     env.filters["num"] = lambda x, spec=".2f": "–" if x is None else format(x, spec)
-    env.filters["kpi"] = _fmt_kpi
+    env.filters["kpi"] = lambda value, kpi: format_kpi(kpi, value)
     return env.get_template("report.html.j2").render(
         d=data, charts={"scores": scores_chart(data), "trend": trend_chart(data)},
-        payroll=payroll(data), counts=COUNTS, kinds={k: v[0] for k, v in KPIS.items()})
-
-
-def _fmt_kpi(value, kpi: str) -> str:
-    if value is None:
-        return "–"
-    kind = KPIS[kpi][0]
-    return {"ratio": f"{value * 100:.1f}%", "seconds": f"{value:.1f} s", "amount": f"¥{value:,.2f}",
-            "count": f"{int(value):,}"}.get(kind, f"{value:.2f}")
+        payroll=payroll(data))
 
 
 def _svg(fig) -> str:
@@ -191,8 +184,8 @@ def explain(data: dict, agent: str) -> list[str]:
     used = 0.0
     for name, part in x["kpis"].items():
         num, den = COUNTS.get(name, (None, None))
-        counts = ", ".join(f"{c} {_fmt_kpi(kpis.get(c), c)}" for c in (num, den) if c)
-        value = _fmt_kpi(part["value"], name)
+        counts = ", ".join(f"{c} {format_kpi(c, kpis.get(c))}" for c in (num, den) if c)
+        value = format_kpi(name, part["value"])
         if part["score"] is None:
             out.append(f"  {name:<24} {value:>14}  ({counts})  no data: left out")
             continue
@@ -224,7 +217,7 @@ def explain(data: dict, agent: str) -> list[str]:
     changed = data["adjustments"]["kpi_changes"].get(agent)
     if changed:
         out.append("since the close (post-close adjustments, not in the result): " + ", ".join(
-            f"{k} {_fmt_kpi(v['at_close'], k)} -> {_fmt_kpi(v['now'], k)}" for k, v in changed.items()))
+            f"{k} {format_kpi(k, v['at_close'])} -> {format_kpi(k, v['now'])}" for k, v in changed.items()))
     return out
 
 
@@ -238,14 +231,7 @@ def _pct(x) -> str:
 
 def _days(period: str) -> list[str]:
     y, m = int(period[:4]), int(period[5:7])
-    first = datetime(y, m, 1)
-    out = []
-    for d in range(1, 32):
-        try:
-            out.append(first.replace(day=d).strftime("%Y-%m-%d"))
-        except ValueError:
-            break
-    return out
+    return [f"{period}-{d:02d}" for d in range(1, calendar.monthrange(y, m)[1] + 1)]
 
 
 # The counts an agent's month is made of, as the core counts them (facts), for `explain --events`.

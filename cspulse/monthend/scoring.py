@@ -100,9 +100,9 @@ def round_money(x: float | None) -> float | None:
 
 def management_score(kpis: dict) -> float | None:
     """Mean of report timeliness × 100, truthfulness × 100 and quality, each present one."""
-    parts = [kpis.get("report_timeliness"), kpis.get("report_truthfulness"), kpis.get("report_quality")]
-    parts = [p * 100 if i < 2 and p is not None else p for i, p in enumerate(parts)]
-    return weighted_mean([(p, 1) for p in parts])
+    timely, truthful = kpis.get("report_timeliness"), kpis.get("report_truthfulness")
+    return weighted_mean([(None if timely is None else timely * 100, 1),
+                          (None if truthful is None else truthful * 100, 1), (kpis.get("report_quality"), 1)])
 
 
 def score_month(agents: list[AgentMonth], card: Scorecard) -> list[Standing]:

@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from cspulse.core.shopclock import to_us
 from rules.engine import ConsequenceEngine
 from rules.month_end import MonthEndRules
 from store import repo
 
-from .close import decide, missing_reviews, previous_months
+from .close import decide, missing_reviews
 from .scoring import AgentMonth, Scorecard, score_month
 
 
@@ -53,7 +54,6 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
         kpis = repo.read_kpis(period, session=session)
         kpis.pop(None, None)
         reviews = repo.read_reviews(period, session=session)
-        history = {m: repo.close_lines(m, session=session) for m in previous_months(period, 24)}
     agents = sorted(set(kpis) | set(reviews))
     months = [AgentMonth(a, kpis.get(a, {}), reviews.get(a, {}).get("self", {}).get("score"),
                          reviews.get(a, {}).get("manager", {}).get("score")) for a in agents]
@@ -67,8 +67,7 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
     if issued_at is None:
         issued_at = (datetime.fromisoformat(json.loads(current.result)["issued_at"])
                      if current is not None else now)
-    result = decide(period, standings, rules, {m: h for m, h in history.items() if h}, issued_at, zone,
-                    ConsequenceEngine(rules).decide)
+    result = decide(period, standings, rules, _ClosedMonths(engine), issued_at, zone, ConsequenceEngine(rules).decide)
     body = result.as_json()
     body["consequences"] = [c.as_json() for c in result.consequences]
     body["inputs"] = {"kpis": {a: kpis.get(a, {}) for a in agents}, "reviews": {a: reviews.get(a, {}) for a in agents},
@@ -87,6 +86,21 @@ def close_month(engine: Engine, period: str, *, zone: ZoneInfo, card: Scorecard,
         repo.write_consequences(result.consequences, row.revision, session=session)
         session.commit()
         return Closed(period, row.revision, row.closed_at, body, changes=changes)
+
+
+class _ClosedMonths(dict):
+    """Earlier months' lines, read from the store when asked for (a last-place streak
+    looks back only as far as it runs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def get(self, month: str, default=None):
+        if month not in self:
+            with Session(self.engine) as session:
+                self[month] = repo.close_lines(month, session=session)
+        return super().get(month) or default
 
 
 def diff(old: dict, new: dict) -> list[str]:
@@ -124,31 +138,32 @@ class PlanState:
 
     def note(self, now_us: int) -> dict:
         """The observation the rules watch (`watch: plan`): overdue from its due time."""
-        due_us = round(datetime.fromisoformat(self.due).timestamp() * 1_000_000)
         if self.submitted_at_us is not None:
             ts = self.submitted_at_us
         else:
-            ts = due_us if self.state == "overdue" else now_us
+            ts = to_us(datetime.fromisoformat(self.due)) if self.state == "overdue" else now_us
         return {"kind": "plan", "ts": ts, "agent_id": self.agent_id, "period": self.period, "due": self.due,
                 "state": self.state}
 
 
-def plan_states(engine: Engine, now_us: int, period: str | None = None) -> list[PlanState]:
-    """Every required plan (of the current revisions) and its state as of `now_us`."""
+def plan_states(engine: Engine, now_us: int, period: str | None = None,
+                submitted: dict[tuple[str, str], tuple[int, str | None]] | None = None) -> list[PlanState]:
+    """Every required plan (of the current revisions) and its state as of `now_us`.
+    `submitted`: {(period, agent): (ts µs, text)} the caller holds beyond the store's."""
     with Session(engine) as session:
         required = repo.required_plans(session=session, period=period)
-        submitted = repo.plan_submissions(session=session)
+        known = {k: (r.ts_us, r.note) for k, r in repo.plan_submissions(session=session).items()}
         decided = repo.plan_decisions(session=session)
+    known.update(submitted or {})
     out = []
     for c in required:
-        sub, verdict = submitted.get((c.period, c.agent_id)), decided.get((c.period, c.agent_id))
-        due_us = round(datetime.fromisoformat(c.due).timestamp() * 1_000_000)
+        sub, verdict = known.get((c.period, c.agent_id)), decided.get((c.period, c.agent_id))
         if verdict is not None:
             state = verdict.verdict
         elif sub is not None:
             state = "submitted"
         else:
-            state = "overdue" if now_us >= due_us else "required"
-        out.append(PlanState(c.period, c.agent_id, c.due, state, sub.ts_us if sub else None,
-                             sub.note if sub else None, verdict.by if verdict else None))
+            state = "overdue" if now_us >= to_us(datetime.fromisoformat(c.due)) else "required"
+        out.append(PlanState(c.period, c.agent_id, c.due, state, sub[0] if sub else None,
+                             sub[1] if sub else None, verdict.by if verdict else None))
     return out
