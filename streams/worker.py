@@ -40,6 +40,7 @@ from cspulse.monthend.service import plan_states
 from store import repo
 from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
+from streams.commit_guard import whole_batch
 from streams.metrics import make_metrics, tally
 from streams import closing
 from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
@@ -270,9 +271,10 @@ async def process(stream):
             share = await _in_step(p, share)
             if share:
                 dead += [(p, letter) for letter in _feed(p, share)]
-        await _publish()
-        for p, (key, envelope) in dead:
-            await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
+        async with whole_batch(app.consumer):
+            await _publish()
+            for p, (key, envelope) in dead:
+                await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
         # Alerts about single events without waiting for the allowed lateness: the
         # look-ahead of the customers this batch changed gives their notes now.
         if _alerts_loaded:
