@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench bench-close bench-kafka kafka kafka-stop clean
+.PHONY: demo test unit bench bench-close bench-kafka trial-join kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -32,6 +32,11 @@ bench-close: $(STAMP)
 bench-kafka: $(STAMP)
 	deploy/system-deps.sh
 	$(BIN)/python bench/worker.py
+
+# How often a worker joining mid-backlog is exact (RUNS trials, about a minute each).
+trial-join: $(STAMP)
+	deploy/system-deps.sh
+	RUNS=$${RUNS:-10} $(BIN)/python -m pytest tests/integration/trial_join_mid_stream.py -q -p no:cacheprovider
 
 # A local single-node Apache Kafka 4 (KRaft) on 127.0.0.1:9092, jars from Maven Central (cached).
 kafka:
