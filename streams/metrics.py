@@ -118,6 +118,9 @@ class Metrics:
         self.gaps_reread = Counter("cspulse_input_gaps_reread",
                                    "Input partitions whose first event after an assignment lay past their state's "
                                    "offset, read again from there", registry=registry)
+        self.stalled = Gauge("cspulse_input_partitions_stalled",
+                             "Input partitions held with messages waiting whose applied offset has not moved "
+                             "for 60 s (restart the worker)", registry=registry)
         self.kpis_updated = Gauge("cspulse_kpis_updated_timestamp_seconds",
                                   "Unix time of the KPI snapshot behind the cspulse_agent_*/cspulse_shop_* series",
                                   registry=registry)

@@ -42,6 +42,7 @@ from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
 from streams.metrics import make_metrics, tally
+from streams.stalls import StallWatch
 from streams import closing
 from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
 
@@ -287,6 +288,41 @@ async def process(stream):
         metrics.lag.set(max(0.0, time.time() - newest))
 
 
+_stalls = StallWatch(after_s=60.0)
+_stall_reader = None     # a plain consumer for end offsets: Faust's come from fetches, and a stalled partition has none
+
+
+@app.timer(10.0)
+async def watch_for_stalls() -> None:
+    """Count and log (every check) input partitions that stopped moving with messages waiting
+    (`streams/stalls.py`); an operator restarts the worker.  During a large backlog an
+    input can lag behind the others for a while; a minute without any progress while
+    its messages wait is what was seen when Faust stopped fetching one."""
+    global _stall_reader
+    assigned = _assigned_inputs(ALL_INPUTS)
+    if not assigned or app.rebalancing:
+        return
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    try:
+        if _stall_reader is None:
+            reader = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, enable_auto_commit=False,
+                                      client_id="cspulse-stalls")
+            await reader.start()
+            _stall_reader = reader
+        ends = await _stall_reader.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in assigned])
+    except Exception:
+        log.warning("reading the inputs' end offsets failed; the stall check tries again", exc_info=True)
+        return
+    applied = {(tp.partition, tp.topic): _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned}
+    stalled = _stalls.check({k: v for k, v in applied.items() if v != _UNKNOWN},
+                            {(tp.partition, tp.topic): end for tp, end in ends.items()}, time.monotonic())
+    for p, topic in stalled:
+        log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more: "
+                  "the consumer may have stopped fetching it (faust-streaming #629); restart this worker",
+                  topic, p, ends[TopicPartition(topic, p)] - 1, applied[(p, topic)], _stalls.after_s)
+    metrics.stalled.set(len(stalled))
+
+
 async def _forget_partitions(app, partitions, **kwargs) -> None:
     # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
     # and no input counts as idle until it is seen read to its end again.
@@ -295,6 +331,7 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
     _last_heard.clear()
     _applied.clear()
     _checked.clear()
+    _stalls.forget()
 
 
 async def _check_read_to_end() -> None:
@@ -642,3 +679,5 @@ async def _stop_alerts_producer(app, **kwargs) -> None:
     if _alerts_producer is not None:
         await _send_alerts()      # (unpublished consequences wait in the store for the next start)
         await _alerts_producer.stop()
+    if _stall_reader is not None:
+        await _stall_reader.stop()
