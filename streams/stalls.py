@@ -2,13 +2,13 @@
 
 faust-streaming can leave a partition unfetched after a rebalance (faust-streaming
 issue #629, open).  Seen here: a worker joining mid-backlog never received one
-input topic's two partitions (`cs.orders` in two trials, `cs.chat` in one, of 127),
-while it read the other inputs to their end; it then sat idle with those
-messages waiting, and its KPIs stayed short until it was restarted.  The worker
-cannot tell that from a slow input by looking at Faust, so it watches the offsets:
-a partition it holds whose end lies past what its state has applied, and whose
-applied offset has not moved for `after_s`, is stalled.  Pure: the worker passes
-the offsets and the clock.
+input topic's two partitions (6 of 172 trials) while it read the other inputs to
+their end, and sat idle with those messages waiting; Faust still counted them
+active, not paused, not buffered.  The worker cannot tell that from a slow input
+by looking at Faust, so it watches the offsets: a partition it holds whose end
+lies past what its state has applied, and whose applied offset has not moved for
+`after_s`, is stalled (the worker then seeks it, which restarted the fetching).
+Pure: the worker passes the offsets and the clock.
 """
 
 from __future__ import annotations

@@ -294,10 +294,11 @@ _stall_reader = None     # a plain consumer for end offsets: Faust's come from f
 
 @app.timer(10.0)
 async def watch_for_stalls() -> None:
-    """Count and log (every check) input partitions that stopped moving with messages waiting
-    (`streams/stalls.py`); an operator restarts the worker.  During a large backlog an
-    input can lag behind the others for a while; a minute without any progress while
-    its messages wait is what was seen when Faust stopped fetching one."""
+    """Count, log and seek input partitions that stopped moving with messages waiting
+    (`streams/stalls.py`).  During a large backlog an input can lag behind the others
+    for a while; a minute without any progress while its messages wait is what was
+    seen when Faust stopped fetching one, and a seek is harmless to one that was only
+    slow (what it re-reads is skipped as re-delivered)."""
     global _stall_reader
     assigned = _assigned_inputs(ALL_INPUTS)
     if not assigned or app.rebalancing:
@@ -316,10 +317,23 @@ async def watch_for_stalls() -> None:
     applied = {(tp.partition, tp.topic): _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned}
     stalled = _stalls.check({k: v for k, v in applied.items() if v != _UNKNOWN},
                             {(tp.partition, tp.topic): end for tp, end in ends.items()}, time.monotonic())
+    consumer = app.consumer
     for p, topic in stalled:
-        log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more: "
-                  "the consumer may have stopped fetching it (faust-streaming #629); restart this worker",
-                  topic, p, ends[TopicPartition(topic, p)] - 1, applied[(p, topic)], _stalls.after_s)
+        tp = next(t for t in assigned if t.partition == p and t.topic == topic)
+        seen_as = {name: tp in (getattr(consumer, attr, None) or ())
+                   for name, attr in (("active", "_active_partitions"), ("paused", "_paused_partitions"),
+                                      ("buffered", "_buffered_partitions"))}
+        log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more "
+                  "(Faust's consumer sees it as %s): seeking it to offset %d; if this repeats, restart this worker",
+                  topic, p, ends[TopicPartition(topic, p)] - 1, applied[(p, topic)], _stalls.after_s, seen_as,
+                  applied[(p, topic)] + 1)
+        # Seen stalled while Faust counted it active, not paused, not buffered: so restart
+        # its fetching at the first offset the state lacks (what is before it is skipped
+        # as re-delivered, see `_in_step`).
+        try:
+            await consumer.seek(tp, applied[(p, topic)] + 1)
+        except Exception:
+            log.exception("seeking %s:%d failed", topic, p)
     metrics.stalled.set(len(stalled))
 
 
