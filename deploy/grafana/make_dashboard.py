@@ -131,6 +131,11 @@ def build() -> dict:
     panels.append(panel("timeseries", "Processing lag", [{"expr": f'max(cspulse_processing_lag_seconds{{{SEL}}})',
                                                           "legendFormat": "lag"}],
                         16, y, 8, 8, "s", [(None, "green"), (5, "yellow"), (60, "red")]))
+    y += 8
+    # max per worker, summed: each worker counts the partitions it holds
+    panels.append(panel("stat", "Stalled input partitions (sought again; one that stays: restart the worker)",
+                        [{"expr": f'sum(max by (instance) (cspulse_input_partitions_stalled{{{SEL}}}))'}],
+                        0, y, 8, 4, "short", [(None, "green"), (1, "red")]))
     for i, p in enumerate(panels):
         p["id"] = i + 1
     return {
