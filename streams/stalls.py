@@ -13,7 +13,9 @@ Pure: the worker passes the offsets and the clock.
 
 from __future__ import annotations
 
-Key = tuple[int, str]   # (partition, topic)
+from collections.abc import Hashable
+
+Key = Hashable   # a partition: the worker passes Kafka topic-partitions
 
 
 class StallWatch:

@@ -205,10 +205,8 @@ async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
     """Messages [start, end) of one partition, as stand-ins for Faust's events."""
     from types import SimpleNamespace
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, enable_auto_commit=False,
-                                isolation_level="read_committed", auto_offset_reset="earliest",
-                                client_id="cspulse-gap")
+    from aiokafka import TopicPartition
+    consumer = _plain_consumer("cspulse-gap")
     await consumer.start()
     out = []
     try:
@@ -230,6 +228,13 @@ async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
     finally:
         await consumer.stop()
     return out
+
+
+def _plain_consumer(client_id: str):
+    """A consumer outside Faust's group (it commits nothing), reading what is committed."""
+    from aiokafka import AIOKafkaConsumer
+    return AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, enable_auto_commit=False,
+                            isolation_level="read_committed", auto_offset_reset="earliest", client_id=client_id)
 
 
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
@@ -303,37 +308,28 @@ async def watch_for_stalls() -> None:
     assigned = _assigned_inputs(ALL_INPUTS)
     if not assigned or app.rebalancing:
         return
-    from aiokafka import AIOKafkaConsumer, TopicPartition
     try:
         if _stall_reader is None:
-            reader = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, enable_auto_commit=False,
-                                      client_id="cspulse-stalls")
+            reader = _plain_consumer("cspulse-stalls")
             await reader.start()
             _stall_reader = reader
-        ends = await _stall_reader.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in assigned])
+        ends = await _stall_reader.end_offsets(assigned)   # Faust's TP and aiokafka's are the same pair
     except Exception:
         log.warning("reading the inputs' end offsets failed; the stall check tries again", exc_info=True)
         return
-    applied = {(tp.partition, tp.topic): _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned}
-    stalled = _stalls.check({k: v for k, v in applied.items() if v != _UNKNOWN},
-                            {(tp.partition, tp.topic): end for tp, end in ends.items()}, time.monotonic())
-    consumer = app.consumer
-    for p, topic in stalled:
-        tp = next(t for t in assigned if t.partition == p and t.topic == topic)
-        seen_as = {name: tp in (getattr(consumer, attr, None) or ())
-                   for name, attr in (("active", "_active_partitions"), ("paused", "_paused_partitions"),
-                                      ("buffered", "_buffered_partitions"))}
-        log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more "
-                  "(Faust's consumer sees it as %s): seeking it to offset %d; if this repeats, restart this worker",
-                  topic, p, ends[TopicPartition(topic, p)] - 1, applied[(p, topic)], _stalls.after_s, seen_as,
-                  applied[(p, topic)] + 1)
+    applied = {tp: _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned}
+    stalled = _stalls.check({tp: v for tp, v in applied.items() if v != _UNKNOWN}, ends, time.monotonic())
+    for tp in stalled:
+        log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more: "
+                  "seeking it to offset %d; if this repeats, restart this worker",
+                  tp.topic, tp.partition, ends[tp] - 1, applied[tp], _stalls.after_s, applied[tp] + 1)
         # Seen stalled while Faust counted it active, not paused, not buffered: so restart
         # its fetching at the first offset the state lacks (what is before it is skipped
         # as re-delivered, see `_in_step`).
         try:
-            await consumer.seek(tp, applied[(p, topic)] + 1)
+            await app.consumer.seek(tp, applied[tp] + 1)
         except Exception:
-            log.exception("seeking %s:%d failed", topic, p)
+            log.exception("seeking %s:%d failed", tp.topic, tp.partition)
     metrics.stalled.set(len(stalled))
 
 
