@@ -43,7 +43,7 @@ from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
-from streams import closing
+from streams import changelog, closing
 from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,18 @@ def _restore(p: int) -> Pipeline:
 # event, and `send_changelog` through Faust's producer buffer, which a transaction commit
 # does not flush: a message still buffered when its partition's transaction ends (a
 # rebalance, a commit) is sent outside any transaction and the producer crashes, or
-# lands in the next transaction after its offsets were committed.
+# lands in the next transaction after its offsets were committed.  `streams/changelog.py`
+# queues them in the partitions' transactional producers directly.
 _outgoing: list[tuple] = []
 
 
 def _put(table, p: int, key: str, value: bytes) -> None:
-    _outgoing.append((table, p, key, value))
+    _outgoing.append((table.changelog_topic.get_topic_name(), p, key, value))
     table.data[key] = value
 
 
 def _drop(table, p: int, key: str) -> None:
-    _outgoing.append((table, p, key, None))
+    _outgoing.append((table.changelog_topic.get_topic_name(), p, key, None))
     del table.data[key]
 
 
@@ -137,11 +138,7 @@ async def _publish() -> None:
     """Hand the batch's changelog messages to the producer, in the partitions' transactions."""
     batch = list(_outgoing)
     _outgoing.clear()
-    for table, p, key, value in batch:
-        await table.changelog_topic.send(
-            key=key, value=value, partition=p, key_serializer=table.key_serializer,
-            value_serializer=table.value_serializer if value is not None else "raw",
-            callback=table._on_changelog_sent, force=True)
+    await changelog.publish(app, batch)
 
 
 def _write_back(p: int, pl: Pipeline) -> None:
