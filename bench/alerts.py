@@ -91,7 +91,8 @@ def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
     producer.close()
 
 
-def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[float], int]:
+def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[tuple[float, float]], int]:
+    """(send time, latency) of every probe whose alert came back, by send time; and the probes sent."""
     import multiprocessing
 
     from kafka import KafkaConsumer, TopicPartition
@@ -122,7 +123,7 @@ def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -
         key, t = sent_q.get()
         sent[key] = t
     consumer.close()
-    return [got[k] - sent[k] for k in got if k in sent], len(sent)
+    return sorted((sent[k], got[k] - sent[k]) for k in got if k in sent), len(sent)
 
 
 def loop_stalls(port: int) -> dict[str, float]:
@@ -133,6 +134,18 @@ def loop_stalls(port: int) -> dict[str, float]:
                re.findall(r'^cspulse_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', scrape(port), re.M)}
     total = buckets.get("+Inf", 0.0)
     return {le: total - n for le, n in buckets.items() if le != "+Inf"} | {"+Inf": total}
+
+
+def _slices(timed: list[tuple[float, float]], width: float):
+    """(start offset, latencies) per `width` seconds of send time."""
+    out: dict[int, list[float]] = {}
+    for sent, lat in timed:
+        out.setdefault(int((sent - timed[0][0]) // width), []).append(lat)
+    return [(i * width, lats) for i, lats in sorted(out.items())]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
 
 
 def main() -> None:
@@ -147,6 +160,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
     ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
     ap.add_argument("--store-interval", type=float, default=10, help="CSPULSE_STORE_INTERVAL_S of the workers")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="skip the rules' cost (in process and the quiet-rules worker): only the default-rules worker")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-alerts-"))
     running = []
@@ -154,12 +169,15 @@ def main() -> None:
         try:
             path = simulate(tmp, args.agents, args.days)
             n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))
-            print("in process: core, then core + rules …", flush=True)
-            core_rate, rules_rate = in_process(path)
+            core_rate = rules_rate = 0.0
+            if not args.latency_only:
+                print("in process: core, then core + rules …", flush=True)
+                core_rate, rules_rate = in_process(path)
             quiet = tmp / "quiet.yaml"
             quiet.write_text(QUIET_RULES)
             rates = {}
-            for name, rules_file in (("quiet rules", str(quiet)), ("default rules", "")):
+            runs = (("quiet rules", str(quiet)), ("default rules", ""))
+            for name, rules_file in runs[1:] if args.latency_only else runs:
                 workers = Workers(bootstrap, tmp / name.replace(" ", "-"), partitions=8)
                 (tmp / name.replace(" ", "-")).mkdir()
                 workers.env["CSPULSE_STORE_INTERVAL_S"] = str(args.store_interval)
@@ -175,16 +193,21 @@ def main() -> None:
             workers = running[-1]
             print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
             before = loop_stalls(workers.ports[-1])
-            latencies, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+            timed, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+            latencies = [lat for _, lat in timed]
             after = loop_stalls(workers.ports[-1])
 
-            quiet_us, default_us = 1e6 / rates["quiet rules"], 1e6 / rates["default rules"]
+            default_us = 1e6 / rates["default rules"]
             print()
-            print(f"in process, core alone:                 {core_rate:10,.0f} events/s")
-            print(f"in process, core + default rules:       {rules_rate:10,.0f} events/s")
-            print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  ({quiet_us:.0f} µs/event)")
+            if not args.latency_only:
+                quiet_us = 1e6 / rates["quiet rules"]
+                print(f"in process, core alone:                 {core_rate:10,.0f} events/s")
+                print(f"in process, core + default rules:       {rules_rate:10,.0f} events/s")
+                print(f"worker, a rule file that never fires:   {rates['quiet rules']:10,.0f} events/s  "
+                      f"({quiet_us:.0f} µs/event)")
             print(f"worker, default rules:                  {rates['default rules']:10,.0f} events/s  ({default_us:.0f} µs/event)")
-            print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
+            if not args.latency_only:
+                print(f"rules' share of the worker's per-event cost: {(default_us - quiet_us) / quiet_us:+.0%}")
             print("worker's event-loop ticks late by more than 0.1 / 0.25 / 0.5 / 1 s during the live load: "
                   + " / ".join(str(int(after[b] - before[b])) for b in ("0.1", "0.25", "0.5", "1.0"))
                   + f" (of {int(after['+Inf'] - before['+Inf'])} ticks)")
@@ -192,6 +215,9 @@ def main() -> None:
                 print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
                       f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
                       f"({len(latencies)} of {probes} probes seen)")
+                print("  by 10 s of the live load (p50 / p99 / max, ms): " + "  ".join(
+                    f"{lo:.0f}-{lo + 10:.0f}s {_ms(percentile(s, .5))}/{_ms(percentile(s, .99))}/{_ms(max(s))}"
+                    for lo, s in _slices(timed, 10.0)))
             else:
                 print(f"complaint -> alert: none of {probes} probes seen")
         finally:
