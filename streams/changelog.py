@@ -12,6 +12,13 @@ transaction Faust keeps for that partition: the same producer, under the same
 lock Faust's own `Producer.send` takes, so commits and aborts see them exactly
 as they would have.
 
+The transaction is the one of the input partition (Faust's transactional id
+`{app id}-{topic group}-{partition}`, with the inputs' topic group): Faust's own
+`TransactionManager.send` takes the group of the changelog topic instead, which
+is the same group, except that a changelog topic created while the worker's
+first assignment was being made is in none (measured once: a `KeyError` for
+`clocks-changelog` on the first batch, the agent crashing on every batch after).
+
 Faust has no public handle on its per-partition transactional producers; this
 reads them from its aiokafka driver (faust-streaming 0.15, pinned), and raises
 Faust's own `ProducerSendError` when a partition has none, as `Producer.send`
@@ -41,12 +48,14 @@ def by_partition(messages) -> dict[tuple[str, int], list[tuple[bytes, bytes | No
     return out
 
 
-async def publish(app, messages) -> None:
-    """Send (topic, partition, key, value) messages (value None: a deletion) in the
-    partitions' open transactions; return once they are queued in the producers."""
+async def publish(app, messages, inputs: str) -> None:
+    """Send (topic, partition, key, value) messages (value None: a deletion) in the open
+    transactions that commit the offsets of partition p of `inputs` (an input topic's
+    name); return once they are queued in the producers."""
     driver = app.producer       # Faust's aiokafka Producer: the one under `app.consumer.transactions`
+    group = app.assignor.group_for_topic(inputs)
     for (topic, p), records in by_partition(messages).items():
-        tid = f"{app.conf.id}-{app.assignor.group_for_topic(topic)}-{p}"
+        tid = f"{app.conf.id}-{group}-{p}"
         producer = driver._transaction_producers.get(tid)
         if producer is None:
             raise ProducerSendError(f"No transaction producer found for : {tid}")

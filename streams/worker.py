@@ -138,7 +138,7 @@ async def _publish() -> None:
     """Hand the batch's changelog messages to the producer, in the partitions' transactions."""
     batch = list(_outgoing)
     _outgoing.clear()
-    await changelog.publish(app, batch)
+    await changelog.publish(app, batch, inputs=PREFIX + CO_PARTITIONED[0])
 
 
 def _write_back(p: int, pl: Pipeline) -> None:

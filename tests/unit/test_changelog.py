@@ -18,3 +18,34 @@ def test_messages_are_grouped_by_topic_and_partition_keeping_their_order():
         ("k", 1): [(b'"@1"', b"x")],
         ("c", 0): [(b'"b"', b"2")],
     }
+
+
+def test_publish_fills_batches_in_the_transaction_of_the_input_partition_and_rolls_over_when_full():
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    from streams.changelog import publish
+
+    class Producer:             # the two calls of aiokafka's batch API that publish makes
+        def __init__(self):
+            self.sent = []
+
+        def create_batch(self):
+            return BatchBuilder(200, 0, is_transactional=True, key_serializer=None, value_serializer=None)
+
+        async def send_batch(self, batch, topic, *, partition):
+            self.sent.append((topic, partition, batch.record_count(), batch._closed))
+
+    producers = {f"app-1-{p}": Producer() for p in (0, 1)}
+    app = SimpleNamespace(
+        conf=SimpleNamespace(id="app"),
+        assignor=SimpleNamespace(group_for_topic={"in.chat": 1}.__getitem__),   # changelogs: in no group
+        producer=SimpleNamespace(_transaction_producers=producers,
+                                 _trn_locks={tid: asyncio.Lock() for tid in producers}))
+    # 100-byte values: one fits a 200-byte batch, a second does not (record overhead)
+    messages = [("c-changelog", 0, f"k{i}", b"v" * 100) for i in range(3)] + [("k-changelog", 1, "@1", b"x")]
+    asyncio.run(publish(app, messages, inputs="in.chat"))
+    assert producers["app-1-0"].sent == [("c-changelog", 0, 1, True)] * 3
+    assert producers["app-1-1"].sent == [("k-changelog", 1, 1, True)]
