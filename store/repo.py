@@ -56,12 +56,17 @@ _RACES = ("already exists", "locked", "duplicate key", "UniqueViolation", "could
           "overlaps with other requested revisions")
 
 
-def _insert_ignoring_duplicates(session: Session, table, rows: list[dict]) -> None:
+def _insert(session: Session):
+    """The dialect's INSERT, which has ON CONFLICT (PostgreSQL, SQLite)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).on_conflict_do_nothing()
+    return insert
+
+
+def _insert_ignoring_duplicates(session: Session, table, rows: list[dict]) -> None:
+    stmt = _insert(session)(table).on_conflict_do_nothing()
     for i in range(0, len(rows), _CHUNK):
         session.execute(stmt, rows[i:i + _CHUNK])
 
@@ -207,12 +212,25 @@ def read_goals(month: str, *, session: Session) -> dict[str, dict[str, float]]:
 # -- alerts -----------------------------------------------------------------------
 
 def write_alerts(alerts, *, session: Session) -> None:
-    """Upsert alerts (rules.alerts.Alert) by key: a key is stored once, however often it fired."""
+    """Upsert alerts (rules.alerts.Alert) by key: a key is stored once, however often it fired.
+
+    One multi-row INSERT … ON CONFLICT DO UPDATE per chunk (the worker stores thousands
+    at a time after a backlog; `Session.merge` read each key first, in the store
+    thread, holding the interpreter's lock the event loop needs)."""
     from dataclasses import asdict
-    for a in alerts:
-        session.merge(AlertRow(key=a.key, rule=a.rule, agent_id=a.agent_id or SHOP_ROW, severity=a.severity,
-                               state=a.state, fired_at_us=a.fired_at, message=a.message,
-                               data=json.dumps(asdict(a), ensure_ascii=False), updated_at=utcnow()))
+    now = utcnow()
+    rows = {a.key: {"key": a.key, "rule": a.rule, "agent_id": a.agent_id or SHOP_ROW, "severity": a.severity,
+                    "state": a.state, "fired_at_us": a.fired_at, "message": a.message,
+                    "data": json.dumps(asdict(a), ensure_ascii=False), "updated_at": now} for a in alerts}
+    if not rows:
+        return
+    table = AlertRow.__table__
+    stmt = _insert(session)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.key],
+                                      set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "key"})
+    values = list(rows.values())
+    for i in range(0, len(values), _CHUNK):
+        session.execute(stmt, values[i:i + _CHUNK])
 
 
 def delete_alerts(keys: list[str], *, session: Session) -> None:

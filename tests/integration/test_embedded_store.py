@@ -76,3 +76,27 @@ def test_other_kpi_settings_on_an_existing_database_are_refused(lines, store_url
     embedded.replay([source(lines[:100])], engine=engine, params=Params())
     with pytest.raises(embedded.InputError, match="slow_response_s 100 -> 60"):
         embedded.replay([source(lines[100:])], engine=engine, params=Params(slow_response_s=60))
+
+
+def test_alerts_are_stored_once_per_key_with_their_latest_state(store_url):
+    from rules.alerts import Alert
+
+    def alert(i: int, state: str, sends: int = 1) -> Alert:
+        return Alert(key=f"customer_waiting|agent-{i % 3}|conv-{i}", rule="customer_waiting", agent_id=f"agent-{i % 3}",
+                     subject=f"conv-{i}", severity="critical", message=f"conv-{i} waits", state=state,
+                     fired_at=1_000 + i, last_sent_at=1_000 + i, last_match_at=1_000 + i, resolved_at=None,
+                     sends=sends, labels={})
+    engine = repo.connect(store_url)
+    with Session(engine) as s:      # 6 fire, and within the same write conv-5 is re-sent: still one row
+        repo.write_alerts([alert(i, "firing") for i in range(6)] + [alert(5, "firing", sends=2)], session=s)
+        s.commit()
+    with Session(engine) as s:      # later: conv-0 and conv-2 resolve, conv-6 fires
+        repo.write_alerts([alert(0, "resolved"), alert(2, "resolved"), alert(6, "firing")], session=s)
+        s.commit()
+    with Session(engine) as s:
+        stored = repo.read_alerts(session=s)
+        firing = repo.read_alerts(session=s, state="firing")
+    assert [(a.subject, a.state, a.sends) for a in stored] == [
+        ("conv-0", "resolved", 1), ("conv-1", "firing", 1), ("conv-2", "resolved", 1), ("conv-3", "firing", 1),
+        ("conv-4", "firing", 1), ("conv-5", "firing", 2), ("conv-6", "firing", 1)]
+    assert len(firing) == 5       # 7 keys, 2 of them resolved
