@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import random
 import sys
 import tempfile
@@ -106,6 +107,17 @@ def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -
     sent_q = multiprocessing.Queue()
     feeder = multiprocessing.Process(target=_feed, args=(bootstrap, prefix, rate, seconds, sent_q), daemon=True)
     got: dict[str, float] = {}
+    sent: dict[str, float] = {}
+
+    def take_sent() -> None:
+        # read as the feeder writes: a process exits only once what it put on a queue is
+        # in the pipe, so a long run would hang on a full pipe if this waited for it
+        while True:
+            try:
+                key, t = sent_q.get_nowait()
+            except queue.Empty:
+                return
+            sent[key] = t
     started = time.time()
     feeder.start()
     while time.time() - started < seconds + 30:
@@ -115,13 +127,13 @@ def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -
                 alert = json.loads(r.value)
                 if alert["action"] == "firing" and alert["key"].startswith("complaint_received|agent-01|probe-conv-"):
                     got.setdefault(alert["key"], now)
+        take_sent()
         if not feeder.is_alive() and time.time() - started > seconds + 5:
             break
-    feeder.join()
-    sent: dict[str, float] = {}
-    while not sent_q.empty():
-        key, t = sent_q.get()
-        sent[key] = t
+    while feeder.is_alive():
+        take_sent()
+        feeder.join(0.1)
+    take_sent()
     consumer.close()
     return sorted((sent[k], got[k] - sent[k]) for k in got if k in sent), len(sent)
 

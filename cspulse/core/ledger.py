@@ -117,6 +117,25 @@ class Customer:
         return None
 
 
+_NO_IDS: dict = {}
+
+
+def _copy_customer(cust: Customer) -> Customer:
+    """A copy a look-ahead may change (`CustomerLedger._run`): a deep copy, except that the
+    held events are frozen and shared (a new heap of the same items) and the recent ids,
+    which only acceptance and the daily sweep touch, are shared.  Pickling the held events
+    too made a look-ahead cost grow with them: a customer writing every few seconds
+    with no reply holds hundreds within the allowed lateness."""
+    pending, ids = cust.pending, cust.recent_ids
+    cust.pending, cust.recent_ids = [], _NO_IDS
+    try:
+        twin = pickle.loads(pickle.dumps(cust, pickle.HIGHEST_PROTOCOL))
+    finally:
+        cust.pending, cust.recent_ids = pending, ids
+    twin.pending, twin.recent_ids = list(pending), ids
+    return twin
+
+
 class CustomerLedger:
     """Per-customer state machine; pure, with time passed in."""
 
@@ -372,8 +391,8 @@ class CustomerLedger:
     def shadow(self, cids) -> "CustomerLedger":
         """A ledger over copies of some customers, to look ahead without changing anything."""
         twin = copy.copy(self)
-        twin.customers = {cid: pickle.loads(pickle.dumps(self.customers[cid], pickle.HIGHEST_PROTOCOL))
-                          for cid in cids if cid in self.customers}
+        customers = self.customers
+        twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
         twin.changed = twin.removed = twin.notes = None
         twin.reindex()
         return twin

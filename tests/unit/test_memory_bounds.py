@@ -29,3 +29,27 @@ def test_state_follows_open_windows_not_the_number_of_events():
     assert max(ids for _, ids, _ in sizes.values()) <= 80 * 5
     assert timers_end <= 20 * 3                     # inquiry windows of the last two days
     assert p.stats.applied == 90 * 80
+
+
+
+def test_a_look_ahead_copy_shares_only_what_it_cannot_change():
+    import pickle
+
+    from cspulse.core.ledger import _copy_customer
+    from eventkit import at
+    p = Pipeline()      # a customer writing every 5 s with no reply: 60 messages held (allowed lateness)
+    for k in range(60):
+        p.feed_line(cust(f"2026-11-02T10:{k // 12:02d}:{k % 12 * 5:02d}", c="w"))
+    held = p.ledger.customers["w"]
+    assert len(held.pending) == 60 and len(held.recent_ids) == 60
+    twin = _copy_customer(held)
+    assert twin == held                                       # the same state
+    assert twin.pending is not held.pending and twin.conversations is not held.conversations
+    assert twin.recent_ids is held.recent_ids                 # shared: a look-ahead neither reads nor writes it
+    # running a copy ahead (the look-ahead: every held event applied, the waits' timers
+    # fired) gives facts and leaves the customer exactly as it was
+    before = pickle.dumps(held)
+    facts = p.ledger.shadow(["w"]).release(at("2026-11-03T00:00:00"))
+    # one wait, opened by the first message, unanswered past 3 min; no human replied, so the shop's
+    assert facts == [(None, "2026-11-02", "unanswered", 1)]
+    assert pickle.dumps(held) == before and len(held.pending) == 60
