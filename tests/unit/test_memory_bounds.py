@@ -1,7 +1,8 @@
+import pickle
 from datetime import date, timedelta
 
 from cspulse.core import Pipeline
-from eventkit import agent, cust, ev
+from eventkit import agent, at, cust, ev
 
 
 def test_state_follows_open_windows_not_the_number_of_events():
@@ -31,12 +32,8 @@ def test_state_follows_open_windows_not_the_number_of_events():
     assert p.stats.applied == 90 * 80
 
 
-
 def test_a_look_ahead_copy_shares_only_what_it_cannot_change():
-    import pickle
-
     from cspulse.core.ledger import _copy_customer
-    from eventkit import at
     p = Pipeline()      # a customer writing every 5 s with no reply: 60 messages held (allowed lateness)
     for k in range(60):
         p.feed_line(cust(f"2026-11-02T10:{k // 12:02d}:{k % 12 * 5:02d}", c="w"))
