@@ -116,8 +116,8 @@ class Metrics:
                                buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5), registry=registry)
         self.store_errors = Counter("cspulse_store_errors", "Failed writes of KPIs to the store", registry=registry)
         self.gaps_reread = Counter("cspulse_input_gaps_reread",
-                                   "Input partitions whose first event after an assignment lay past their state's "
-                                   "offset, read again from there", registry=registry)
+                                   "Gaps between what an input partition's state holds and the next event Faust "
+                                   "delivered (offsets it skipped), read again from Kafka", registry=registry)
         self.stalled = Gauge("cspulse_input_partitions_stalled",
                              "Input partitions held with messages waiting whose applied offset has not moved "
                              "for 60 s, at the last check; each is sought again (one that stays: restart the worker)", registry=registry)

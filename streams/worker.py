@@ -160,42 +160,61 @@ def _write_back(p: int, pl: Pipeline) -> None:
 
 
 # The input offsets each partition's state includes, written with the state (same
-# transaction), so the state says where it stands.  After a rebalance Faust can hand a
-# worker a partition whose committed offsets are ahead of its changelog: the joiner
-# reads the changelog while the previous owner's last transaction is still open, then
-# fetches the offsets that transaction commits (measured: a worker joining mid-backlog
-# restored an empty state and started at 45% of its partitions; those events were lost).
-# So the first event of each input after an assignment is checked against the state,
-# and a gap is read from Kafka directly (Faust's own consumer drops offsets below
-# those it has delivered, so seeking it back does not work) and applied first.
+# transaction), so the state says where it stands, and every event is checked against
+# it: an offset at or below it is a re-delivery (skipped), one past the next expected
+# offset leaves a gap, which is read from Kafka directly (Faust's own consumer drops
+# offsets below those it has delivered, so seeking it back does not work) and applied
+# first.  Gaps come from Faust, in two ways measured here:
+# - after a rebalance Faust can hand a worker a partition whose committed offsets are
+#   ahead of its changelog: the joiner reads the changelog while the previous owner's
+#   last transaction is still open, then fetches the offsets that transaction commits
+#   (a worker joining mid-backlog restored an empty state and started at 45% of its
+#   partitions; those events were lost);
+# - right after a restart Faust resumes fetching before it seeks to the committed
+#   offsets, and messages fetched in between can be skipped on their way to the agent
+#   (chat partitions jumping from offset 2787 to 2824 in the SIGKILL test: 36 events
+#   of each lost, and Faust's offset commits for those partitions stuck at the gap until
+#   their transactions timed out).
+# A gap read here is also handed to Faust's consumer as one (`_add_gap`, as its fetch
+# loop does for offsets it saw skipped), so its commits move past it.
 _applied: dict[int, dict[str, int]] = {}     # partition -> topic -> last offset in its state
 _UNKNOWN = -2                                  # a state from before offsets were kept
-_checked: set[tuple[int, str]] = set()         # (partition, topic) checked since the assignment
 
 
 async def _in_step(p: int, share: list) -> list:
     """The events of a partition's share the state still needs: without re-deliveries it
-    already has, and with any gap between the state and the first event filled in."""
+    already has, and with any gap before an event filled in."""
     applied = _applied[p]
+    kept: dict[str, int] = {}       # topic -> last offset kept from this share
     out = []
     for event in share:
         m = event.message
-        last = applied.get(m.topic, -1)
+        last = kept.get(m.topic, applied.get(m.topic, -1))
         if last == _UNKNOWN:
             out.append(event)
             continue
         if m.offset <= last:
             continue                        # already in the state: a re-delivery
-        key = (p, m.topic)
-        if key not in _checked:
-            _checked.add(key)
-            if m.offset > last + 1:
-                log.warning("%s:%d starts at offset %d but its state stands at %d: reading the gap from Kafka",
-                            m.topic, p, m.offset, last)
-                out += await _read_gap(m.topic, p, last + 1, m.offset)
-                metrics.gaps_reread.inc()
+        if m.offset > last + 1:
+            log.warning("%s:%d delivered offset %d but its state stands at %d: reading the gap from Kafka",
+                        m.topic, p, m.offset, last)
+            out += await _read_gap(m.topic, p, last + 1, m.offset)
+            metrics.gaps_reread.inc()
+            await _gap_for_faust(m.topic, p, last + 1, m.offset - 1)
+        kept[m.topic] = m.offset
         out.append(event)
     return out
+
+
+async def _gap_for_faust(topic: str, p: int, first: int, last: int) -> None:
+    """Tell Faust's consumer that offsets first..last are handled: it commits a partition's
+    offsets only up to the first it never acknowledged (faust-streaming 0.15, `_add_gap`)."""
+    from faust.types import TP
+    try:
+        await app.consumer._add_gap(TP(topic, p), first, last)
+    except Exception:
+        log.exception("could not hand the gap %s:%d [%d, %d] to Faust; its commits of that partition may stall",
+                      topic, p, first, last)
 
 
 async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
@@ -310,7 +329,9 @@ async def watch_for_stalls() -> None:
             reader = _plain_consumer("cspulse-stalls")
             await reader.start()
             _stall_reader = reader
-        ends = await _stall_reader.end_offsets(assigned)   # Faust's TP and aiokafka's are the same pair
+        # Faust's TP and aiokafka's are the same pair; bounded, or a hung request would
+        # hold this timer (Faust waits for a timer's last run) and no stall would be seen again
+        ends = await asyncio.wait_for(_stall_reader.end_offsets(assigned), 15)
     except Exception:
         log.warning("reading the inputs' end offsets failed; the stall check tries again", exc_info=True)
         return
@@ -337,7 +358,6 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
     _read_to_end.clear()
     _last_heard.clear()
     _applied.clear()
-    _checked.clear()
     _stalls.forget()
 
 
