@@ -12,6 +12,13 @@ On one broker (started on a free port, or CSPULSE_KAFKA):
 3. live: chat messages stamped "now" at a fixed `--rate`, plus ten complaints a
    second credited to an agent; the latency of each from its send to its
    `complaint_received` alert read back from cs.alerts (p50, p99).
+
+Two shapes of live chat (`--load`):
+- `chatty` (default, the harder one): 20,000 customers writing at random and never
+  answered, so each holds every message of the allowed lateness (600 s) and a
+  batch touching it looks ahead over all of them again;
+- `conversations`: 2,000 conversations open at a time, customer and agent taking
+  turns, 4 to 12 messages each, then a new customer: what a shop's desk looks like.
 """
 
 from __future__ import annotations
@@ -64,7 +71,35 @@ def in_process(path: Path) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
+class Conversations:
+    """Live chat as a desk sees it: `open` conversations at a time; each message comes from
+    one of them, customer and agent in turn; after 4 to 12 messages a conversation ends and
+    a new customer's begins."""
+
+    def __init__(self, rng: random.Random, open: int = 2000) -> None:
+        self.rng, self.started = rng, 0
+        self.open = [self._new() for _ in range(open)]
+
+    def _new(self) -> list:
+        self.started += 1
+        # customer, length, messages sent, the agent answering
+        return [f"desk-{self.started}", self.rng.randint(4, 12), 0, f"agent-{1 + self.started % 20:02d}"]
+
+    def __call__(self, event_id: str, rng: random.Random, stamp: str) -> tuple[bytes, bytes]:
+        i = rng.randrange(len(self.open))
+        conv = self.open[i]
+        cid, length, n, agent = conv
+        event = {"event_id": event_id, "type": "message", "ts": stamp, "conversation_id": f"dc-{cid}",
+                 "customer_id": cid, "sender": "customer"}
+        if n % 2:
+            event |= {"sender": "agent", "agent_id": agent, "auto_reply": False}
+        conv[2] = n + 1
+        if conv[2] >= length:
+            self.open[i] = self._new()
+        return cid.encode(), json.dumps(event).encode()
+
+
+def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent, load: str = "chatty") -> None:
     """The live load, in a process of its own (so the reader's timing is not the feeder's GIL)."""
     from kafka import KafkaProducer
     from worker import live_chat
@@ -72,13 +107,14 @@ def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
     zone = ZoneInfo("Asia/Shanghai")
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     rng = random.Random(2)
+    chat = Conversations(random.Random(3)) if load == "conversations" else live_chat
     tick, k, i = 0.1, 0, 0
     started = next_at = time.monotonic()
     while time.monotonic() - started < seconds:
         stamp = datetime.now(zone).isoformat(timespec="milliseconds")
         for _ in range(rate // 10):
             i += 1
-            key, value = live_chat(f"alive-{i}", rng, stamp)
+            key, value = chat(f"alive-{i}", rng, stamp)
             producer.send(prefix + "cs.chat", key=key, value=value)
         k += 1
         cid, conv = f"probe-{k}", f"probe-conv-{k}"
@@ -92,7 +128,8 @@ def _feed(bootstrap: str, prefix: str, rate: int, seconds: float, sent) -> None:
     producer.close()
 
 
-def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -> tuple[list[tuple[float, float]], int]:
+def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float,
+                       load: str = "chatty") -> tuple[list[tuple[float, float]], int]:
     """(send time, latency) of every probe whose alert came back, by send time; and the probes sent."""
     import multiprocessing
 
@@ -105,7 +142,8 @@ def live_alert_latency(bootstrap: str, prefix: str, rate: int, seconds: float) -
     for tp in parts:
         consumer.position(tp)           # resolve the end now, before the load starts
     sent_q = multiprocessing.Queue()
-    feeder = multiprocessing.Process(target=_feed, args=(bootstrap, prefix, rate, seconds, sent_q), daemon=True)
+    feeder = multiprocessing.Process(target=_feed, args=(bootstrap, prefix, rate, seconds, sent_q, load),
+                                     daemon=True)
     got: dict[str, float] = {}
     sent: dict[str, float] = {}
 
@@ -172,6 +210,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
     ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
     ap.add_argument("--store-interval", type=float, default=10, help="CSPULSE_STORE_INTERVAL_S of the workers")
+    ap.add_argument("--load", choices=("chatty", "conversations"), default="chatty",
+                    help="shape of the live chat (see above)")
     ap.add_argument("--latency-only", action="store_true",
                     help="skip the rules' cost (in process and the quiet-rules worker): only the default-rules worker")
     args = ap.parse_args()
@@ -203,9 +243,10 @@ def main() -> None:
                     workers.stop()
                     running.remove(workers)
             workers = running[-1]
-            print(f"live load: {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …", flush=True)
+            print(f"live load ({args.load}): {args.rate:,} events/s + 10 complaints/s for {args.seconds:.0f} s …",
+                  flush=True)
             before = loop_stalls(workers.ports[-1])
-            timed, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds)
+            timed, probes = live_alert_latency(bootstrap, workers.prefix, args.rate, args.seconds, args.load)
             latencies = [lat for _, lat in timed]
             after = loop_stalls(workers.ports[-1])
 
@@ -224,7 +265,7 @@ def main() -> None:
                   + " / ".join(str(int(after[b] - before[b])) for b in ("0.1", "0.25", "0.5", "1.0"))
                   + f" (of {int(after['+Inf'] - before['+Inf'])} ticks)")
             if latencies:
-                print(f"complaint -> alert on cs.alerts at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
+                print(f"complaint -> alert on cs.alerts at {args.rate:,}/s ({args.load}): p50 {percentile(latencies, .5) * 1000:.0f} ms, "
                       f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
                       f"({len(latencies)} of {probes} probes seen)")
                 print("  by 10 s of the live load (p50 / p99 / max, ms): " + "  ".join(
