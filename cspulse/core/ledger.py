@@ -139,6 +139,10 @@ def _copy_customer(cust: Customer) -> Customer:
 class CustomerLedger:
     """Per-customer state machine; pure, with time passed in."""
 
+    fired_upto = -1     # the latest due time of a timer fired (a look-ahead resumes after it)
+    released_upto = -1  # every held event and timer at or before this time has been applied
+    marks: list | None = None   # (time, facts, notes so far) after each event or timer `_run` applies, when kept
+
     def __init__(self, params: Params, clock: ShopClock | None = None) -> None:
         self.params = params
         self.clock = clock or ShopClock(params)
@@ -192,6 +196,7 @@ class CustomerLedger:
         each customer's events and timers in time order; return the facts."""
         if timers_upto is None:
             timers_upto = before - 1
+        self.released_upto = max(self.released_upto, min(before - 1, timers_upto))
         out: list[Fact] = []
         customers, held, due = self.customers, self.held, self.due
         while held and held[0][0] < before:
@@ -211,12 +216,14 @@ class CustomerLedger:
         event stamped at or after its due time."""
         if self.changed is not None:
             self.changed.add(cid)
-        pending, timers, trace = cust.pending, cust.timers, self.trace
+        pending, timers, trace, marks = cust.pending, cust.timers, self.trace, self.marks
         while True:
             next_event = pending[0][0] if pending and pending[0][0] < before else None
             n = len(out)
             if timers and (timers[0][0] <= next_event if next_event is not None else timers[0][0] <= timers_upto):
                 due, kind, key = heapq.heappop(timers)
+                if due > self.fired_upto:
+                    self.fired_upto = due
                 if kind == "wait":
                     self._wait_expired(cust, key, out)
                 elif kind == "waiting":
@@ -224,9 +231,13 @@ class CustomerLedger:
                 else:
                     self._inquiry_ended(cust, key, out)
                 eid = None
+                if marks is not None:
+                    marks.append((due, len(out), len(self.notes) if self.notes is not None else 0))
             elif next_event is not None:
                 ts, _, eid, event = heapq.heappop(pending)
                 self._apply(cid, cust, event, ts, out)
+                if marks is not None:
+                    marks.append((ts, len(out), len(self.notes) if self.notes is not None else 0))
             else:
                 return
             if trace is not None and len(out) > n:     # the event's id, or the timer and its customer
@@ -394,6 +405,7 @@ class CustomerLedger:
         customers = self.customers
         twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
         twin.changed = twin.removed = twin.notes = None
+        twin.fired_upto = -1
         twin.reindex()
         return twin
 

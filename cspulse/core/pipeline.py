@@ -19,6 +19,8 @@ partition, or one for a whole file.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -59,6 +61,48 @@ _ALL = 1 << 62
 _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
 
 
+class _Ahead:
+    """One customer's look-ahead, kept to be resumed: its facts and notes so far, the copy
+    it ran (the customer as if all its held events were applied and timers fired), the
+    last held item it applied, the event ids of the held items it applied and the
+    latest timer it fired."""
+
+    __slots__ = ("facts", "cust", "last", "held", "fired", "notes", "marks", "kept", "kept_notes", "arrived")
+
+    def __init__(self, facts, cust, last, held, fired, notes, marks):
+        self.facts, self.cust, self.last, self.held, self.fired, self.notes = facts, cust, last, held, fired, notes
+        self.marks = marks      # (time, facts, notes so far) after each step, in time order
+        self.kept = self.kept_notes = 0     # facts[:kept], notes[:kept_notes]: since applied for real
+        self.arrived = 0        # events held for the customer since (some may be applied already)
+
+    def live_facts(self) -> list:
+        return self.facts[self.kept:]
+
+    def live_notes(self) -> list:
+        return self.notes[self.kept_notes:]
+
+    def applied_for_real(self, upto: int) -> list:
+        """Mark the steps at or before `upto` (the stream has applied them since, and
+        its book and notes have them) as no longer the look-ahead's; return their facts."""
+        marks = self.marks
+        k = bisect.bisect_right(marks, (upto, 1 << 62))
+        if not k:
+            return []
+        _, cut, cut_notes = marks[k - 1]
+        out = self.facts[self.kept:cut]
+        self.kept, self.kept_notes = cut, cut_notes
+        if k > 64 and 2 * k > len(marks):      # let go of what no longer counts
+            self.facts, self.notes = self.facts[cut:], self.notes[cut_notes:]
+            self.marks = [(t, n - cut, m - cut_notes) for t, n, m in marks[k:]]
+            self.kept = self.kept_notes = 0
+        return out
+
+    @property
+    def due(self) -> int | None:
+        """The copy's next timer."""
+        return self.cust.timers[0][0] if self.cust.timers else None
+
+
 def _needs_ahead(cust, now: int) -> bool:
     """A customer a look-ahead at `now` must run: events held, or a timer due."""
     return bool(cust.pending or (cust.timers and cust.timers[0][0] <= now))
@@ -66,6 +110,8 @@ def _needs_ahead(cust, now: int) -> bool:
 
 class Pipeline:
     """Events in, KPI book out; pure except for the optional `seen_before` port."""
+
+    resume_look_ahead = True    # False: every look-ahead of a changed customer is done again (a test's reference)
 
     def __init__(self, params: Params | None = None,
                  seen_before: Callable[[str], bool] | None = None) -> None:
@@ -92,8 +138,9 @@ class Pipeline:
     def _reset_look_ahead(self) -> None:
         # view()'s memo while changes are tracked: customer -> (facts of its held events and
         # due timers, its next timer), their sum, and customers changed since the last view
-        self._ahead: dict[str, tuple[list, int | None]] = {}
+        self._ahead: dict[str, _Ahead] = {}
         self._ahead_book = KpiBook()
+        self._ahead_full: set[str] = set()     # customers whose look-ahead cannot be resumed
         self._dirty: set[str] = set()
         self._ahead_now = -1
         # customer -> the notes of its latest look-ahead ([] once it has none), since the owner
@@ -105,7 +152,7 @@ class Pipeline:
     def __getstate__(self):
         state = self.__dict__.copy()
         for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
-                          "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
+                          "_ahead", "_ahead_book", "_ahead_full", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
 
@@ -182,6 +229,8 @@ class Pipeline:
             watermark = min(max_ts, slowest) - self.lateness
         if ts < watermark:
             stats.late += 1
+            if cid in self._ahead:
+                self._ahead_full.add(cid)    # applied out of order: its look-ahead starts over
         if cust is None:
             facts = self.desk.apply(event, ts)
             self.book.add_all(facts)
@@ -190,10 +239,13 @@ class Pipeline:
         else:
             rank = _SENDER_RANK[event.sender] if kind is Message else _RANK[kind]
             ledger.hold(cid, cust, (ts, rank, eid, event))
+            if (entry := self._ahead.get(cid)) is not None:
+                entry.arrived += 1      # a resumed look-ahead must find every one still held
         if ledger.held and ledger.held[0][0] < watermark or ledger.due and ledger.due[0][0] < watermark:
             self.book.add_all(ledger.release(watermark))
         if watermark >= ledger.next_sweep:
             ledger.sweep(watermark, self.horizon)
+            self._ahead_full.update(self._ahead)
             self.desk.prune_ids(watermark - self.horizon)
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
@@ -239,13 +291,18 @@ class Pipeline:
             self._reset_look_ahead()
         self._ahead_now = now
         ahead, dirty = self._ahead, self._take_dirty()
-        for cid in [c for c, (_, due) in ahead.items()
-                    if c not in concerned or c in dirty or (due is not None and due <= now)]:
-            self._forget_ahead(cid)
+        again = []
+        for cid, entry in list(ahead.items()):
+            if cid not in concerned:
+                self._forget_ahead(cid)
+            elif cid in dirty or ((due := entry.due) is not None and due <= now):
+                again.append(cid)
+        self._resume_or_redo(again, now)
         self._ahead_for([cid for cid in concerned if cid not in ahead], now)
 
     def _forget_ahead(self, cid: str) -> None:
-        self._ahead_book.take_back(self._ahead.pop(cid)[0])
+        self._ahead_book.take_back(self._ahead.pop(cid).live_facts())
+        self._ahead_full.discard(cid)
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = []
 
@@ -257,11 +314,77 @@ class Pipeline:
             return                      # the next view starts over
         self._ahead_now = now
         dirty = self._take_dirty()
+        customers, ahead = self.ledger.customers, self._ahead
+        concerned = [cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)]
         for cid in dirty:
-            if cid in self._ahead:
+            if cid in ahead and cid not in customers:
                 self._forget_ahead(cid)
-        customers = self.ledger.customers
-        self._ahead_for([cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)], now)
+        self._resume_or_redo([cid for cid in concerned if cid in ahead], now)
+        self._ahead_for([cid for cid in concerned if cid not in ahead], now)
+
+    def _resume_or_redo(self, cids: list, now: int) -> None:
+        """Bring these customers' kept look-aheads to `now`: resumed with what came since,
+        when that all comes after what they applied and fired, else done again.  A customer
+        writing every few seconds with no reply holds every message of the allowed lateness,
+        and doing its look-ahead again each time cost what it holds (the alert latency grew
+        with the minutes of a steady load)."""
+        if not cids:
+            return
+        full, redo, twin = self._ahead_full, [], None
+        for cid in cids:
+            entry = self._ahead[cid]
+            new = None if cid in full or not self.resume_look_ahead else self._since(cid, entry, now)
+            if new is None:
+                self._forget_ahead(cid)
+                redo.append(cid)
+                continue
+            if twin is None:
+                twin = self.ledger.shadow(())
+            self._resume(twin, cid, entry, new, now)
+        full.difference_update(cids)
+        self._ahead_for(redo, now)
+
+    def _since(self, cid: str, entry: _Ahead, now: int) -> list | None:
+        """The held items a look-ahead has not applied, if it can take them from where it
+        stands (each after every item it applied and every timer it fired, and no timer of
+        its copy due by `now` before the last item it applied); else None."""
+        cust = self.ledger.customers.get(cid)
+        if cust is None:
+            return None
+        last, held, new = entry.last, entry.held, []
+        for item in cust.pending:
+            if last is not None and item <= last:
+                if item[2] not in held:
+                    return None         # came in before what it applied
+            elif item[0] < entry.fired:
+                return None             # before a timer it fired
+            else:
+                new.append(item)
+        if len(new) != entry.arrived:
+            return None                 # one that came since was applied for real already
+        due = entry.due
+        if due is not None and due <= now and last is not None and due <= last[0]:
+            return None                 # a timer that should have fired before an item it applied
+        return new
+
+    def _resume(self, twin, cid: str, entry: _Ahead, new: list, now: int) -> None:
+        self._ahead_book.take_back(entry.applied_for_real(self.ledger.released_upto))
+        cust = entry.cust
+        for item in new:
+            heapq.heappush(cust.pending, item)
+            entry.held.add(item[2])
+        if new:
+            entry.last = max(new)
+        entry.arrived = 0
+        twin.customers = {cid: cust}
+        twin.notes, twin.fired_upto, twin.marks = entry.notes, entry.fired, entry.marks
+        facts = entry.facts         # (after applied_for_real, which may replace the lists)
+        start = len(facts)
+        twin._run(cid, cust, _ALL, now, facts)
+        entry.fired = twin.fired_upto
+        self._ahead_book.add_all(facts[start:])
+        if self.ahead_notes is not None:
+            self.ahead_notes[cid] = entry.live_notes()
 
     def _ahead_for(self, fresh: list, now: int) -> None:
         ahead, book = self._ahead, self._ahead_book
@@ -271,10 +394,16 @@ class Pipeline:
             cust = twin.customers.get(cid)
             if cust is not None:
                 facts: list = []
-                if notes is not None:
-                    twin.notes = notes[cid] = []
+                own: list = []
+                twin.notes = own
+                held = cust.pending
+                last = max(held) if held else None
+                ids = {item[2] for item in held}      # event ids: unique in a customer's held items
+                twin.fired_upto, twin.marks = -1, []
                 twin._run(cid, cust, _ALL, now, facts)
-                ahead[cid] = (facts, cust.timers[0][0] if cust.timers else None)
+                ahead[cid] = _Ahead(facts, cust, last, ids, twin.fired_upto, own, twin.marks)
+                if notes is not None:
+                    notes[cid] = list(own)
                 book.add_all(facts)
 
     def collect_notes(self) -> None:
