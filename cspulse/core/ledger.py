@@ -232,12 +232,12 @@ class CustomerLedger:
                     self._inquiry_ended(cust, key, out)
                 eid = None
                 if marks is not None:
-                    marks.append((due, len(out), len(self.notes) if self.notes is not None else 0))
+                    marks.append((due, len(out), len(self.notes)))   # kept only where notes are
             elif next_event is not None:
                 ts, _, eid, event = heapq.heappop(pending)
                 self._apply(cid, cust, event, ts, out)
                 if marks is not None:
-                    marks.append((ts, len(out), len(self.notes) if self.notes is not None else 0))
+                    marks.append((ts, len(out), len(self.notes)))   # kept only where notes are
             else:
                 return
             if trace is not None and len(out) > n:     # the event's id, or the timer and its customer

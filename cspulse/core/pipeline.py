@@ -64,13 +64,12 @@ _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
 class _Ahead:
     """One customer's look-ahead, kept to be resumed: its facts and notes so far, the copy
     it ran (the customer as if all its held events were applied and timers fired), the
-    last held item it applied, the event ids of the held items it applied and the
-    latest timer it fired."""
+    last held item it applied and the latest timer it fired."""
 
-    __slots__ = ("facts", "cust", "last", "held", "fired", "notes", "marks", "kept", "kept_notes", "arrived")
+    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "arrived")
 
-    def __init__(self, facts, cust, last, held, fired, notes, marks):
-        self.facts, self.cust, self.last, self.held, self.fired, self.notes = facts, cust, last, held, fired, notes
+    def __init__(self, facts, cust, last, fired, notes, marks):
+        self.facts, self.cust, self.last, self.fired, self.notes = facts, cust, last, fired, notes
         self.marks = marks      # (time, facts, notes so far) after each step, in time order
         self.kept = self.kept_notes = 0     # facts[:kept], notes[:kept_notes]: since applied for real
         self.arrived = 0        # events held for the customer since (some may be applied already)
@@ -140,7 +139,6 @@ class Pipeline:
         # due timers, its next timer), their sum, and customers changed since the last view
         self._ahead: dict[str, _Ahead] = {}
         self._ahead_book = KpiBook()
-        self._ahead_full: set[str] = set()     # customers whose look-ahead cannot be resumed
         self._dirty: set[str] = set()
         self._ahead_now = -1
         # customer -> the notes of its latest look-ahead ([] once it has none), since the owner
@@ -152,7 +150,7 @@ class Pipeline:
     def __getstate__(self):
         state = self.__dict__.copy()
         for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
-                          "_ahead", "_ahead_book", "_ahead_full", "_dirty", "_ahead_now", "ahead_notes"):
+                          "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
 
@@ -229,8 +227,6 @@ class Pipeline:
             watermark = min(max_ts, slowest) - self.lateness
         if ts < watermark:
             stats.late += 1
-            if cid in self._ahead:
-                self._ahead_full.add(cid)    # applied out of order: its look-ahead starts over
         if cust is None:
             facts = self.desk.apply(event, ts)
             self.book.add_all(facts)
@@ -240,12 +236,14 @@ class Pipeline:
             rank = _SENDER_RANK[event.sender] if kind is Message else _RANK[kind]
             ledger.hold(cid, cust, (ts, rank, eid, event))
             if (entry := self._ahead.get(cid)) is not None:
-                entry.arrived += 1      # a resumed look-ahead must find every one still held
+                entry.arrived += 1      # a resumed look-ahead must find every one still held (a late
+                #                         event is applied at once below: its look-ahead is done again)
         if ledger.held and ledger.held[0][0] < watermark or ledger.due and ledger.due[0][0] < watermark:
             self.book.add_all(ledger.release(watermark))
         if watermark >= ledger.next_sweep:
             ledger.sweep(watermark, self.horizon)
-            self._ahead_full.update(self._ahead)
+            for c in list(self._ahead):     # the sweep rewrote the customers the copies came from
+                self._forget_ahead(c)
             self.desk.prune_ids(watermark - self.horizon)
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
@@ -256,7 +254,7 @@ class Pipeline:
         copies write are added to it.
 
         While changes are tracked (a worker asking every second), each customer's
-        look-ahead is kept and redone only when the customer changed or one of its
+        look-ahead is kept and resumed (or redone) only when the customer changed or one of its
         timers came due, so a view costs what changed since the last one, not what
         is held."""
         now = until if until is not None else self.max_ts
@@ -302,7 +300,6 @@ class Pipeline:
 
     def _forget_ahead(self, cid: str) -> None:
         self._ahead_book.take_back(self._ahead.pop(cid).live_facts())
-        self._ahead_full.discard(cid)
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = []
 
@@ -315,9 +312,9 @@ class Pipeline:
         self._ahead_now = now
         dirty = self._take_dirty()
         customers, ahead = self.ledger.customers, self._ahead
-        concerned = [cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)]
+        concerned = {cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)}
         for cid in dirty:
-            if cid in ahead and cid not in customers:
+            if cid in ahead and cid not in concerned:
                 self._forget_ahead(cid)
         self._resume_or_redo([cid for cid in concerned if cid in ahead], now)
         self._ahead_for([cid for cid in concerned if cid not in ahead], now)
@@ -330,10 +327,10 @@ class Pipeline:
         with the minutes of a steady load)."""
         if not cids:
             return
-        full, redo, twin = self._ahead_full, [], None
+        redo, twin = [], None
         for cid in cids:
             entry = self._ahead[cid]
-            new = None if cid in full or not self.resume_look_ahead else self._since(cid, entry, now)
+            new = self._since(cid, entry, now) if self.resume_look_ahead else None
             if new is None:
                 self._forget_ahead(cid)
                 redo.append(cid)
@@ -341,7 +338,6 @@ class Pipeline:
             if twin is None:
                 twin = self.ledger.shadow(())
             self._resume(twin, cid, entry, new, now)
-        full.difference_update(cids)
         self._ahead_for(redo, now)
 
     def _since(self, cid: str, entry: _Ahead, now: int) -> list | None:
@@ -351,17 +347,15 @@ class Pipeline:
         cust = self.ledger.customers.get(cid)
         if cust is None:
             return None
-        last, held, new = entry.last, entry.held, []
+        last, new = entry.last, []
         for item in cust.pending:
             if last is not None and item <= last:
-                if item[2] not in held:
-                    return None         # came in before what it applied
-            elif item[0] < entry.fired:
+                continue                # applied by the copy (one that came since is not counted below)
+            if item[0] < entry.fired:
                 return None             # before a timer it fired
-            else:
-                new.append(item)
+            new.append(item)
         if len(new) != entry.arrived:
-            return None                 # one that came since was applied for real already
+            return None                 # one that came since sorts before what it applied, or was applied for real
         due = entry.due
         if due is not None and due <= now and last is not None and due <= last[0]:
             return None                 # a timer that should have fired before an item it applied
@@ -372,7 +366,6 @@ class Pipeline:
         cust = entry.cust
         for item in new:
             heapq.heappush(cust.pending, item)
-            entry.held.add(item[2])
         if new:
             entry.last = max(new)
         entry.arrived = 0
@@ -396,12 +389,10 @@ class Pipeline:
                 facts: list = []
                 own: list = []
                 twin.notes = own
-                held = cust.pending
-                last = max(held) if held else None
-                ids = {item[2] for item in held}      # event ids: unique in a customer's held items
+                last = max(cust.pending) if cust.pending else None
                 twin.fired_upto, twin.marks = -1, []
                 twin._run(cid, cust, _ALL, now, facts)
-                ahead[cid] = _Ahead(facts, cust, last, ids, twin.fired_upto, own, twin.marks)
+                ahead[cid] = _Ahead(facts, cust, last, twin.fired_upto, own, twin.marks)
                 if notes is not None:
                     notes[cid] = list(own)
                 book.add_all(facts)
