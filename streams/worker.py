@@ -5,8 +5,9 @@ every input topic is one unit of work: the customers whose key hashes to p and
 the agents whose key hashes to p (reviews and spot checks are keyed by agent).
 The agent stays thin: it feeds each message to its partition's pipeline and
 writes back, into changelog-backed tables, exactly what changed: the customers
-(their held events, timers and recent ids included), the agents, the book's
-buckets and the partition's clock.  With `exactly_once` those writes, the dead
+(their timers and recent ids included), the events held in the batch (each
+written once, `streams/held_log.py`), the agents, the book's buckets and the
+partition's clock.  With `exactly_once` those writes, the dead
 letters and the consumed offsets commit together, so a killed worker resumes
 from the last transaction: nothing lost, nothing counted twice.
 
@@ -41,6 +42,7 @@ from store import repo
 from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
+from streams.held_log import HeldSegments, dump_customer, load_customer
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
@@ -61,8 +63,10 @@ customers = app.Table("customers", **_state)
 agents = app.Table("agents", **_state)
 books = app.Table("books", **_state)      # "p|who|period" -> counters; who "" is the shop
 clocks = app.Table("clocks", **_state)    # "@p" -> the partition's clock and stats
+held_events = app.Table("held", **_state)  # "p#seq" -> events held in one batch (streams/held_log.py)
 
 pipelines: dict[int, Pipeline] = {}
+_segments: dict[int, HeldSegments] = {}
 # The customer-keyed inputs whose event times must line up; reviews and spot checks
 # go to the order-independent desk. An input silent this long stops holding the others
 # back, but only once it is read to its end (last processed offset at the partition's
@@ -91,7 +95,8 @@ def partition_of(key: str) -> int:
 def _restore(p: int) -> Pipeline:
     """The pipeline of partition p, rebuilt from the tables (recovered from their changelogs)."""
     pl = Pipeline(SETTINGS.params())
-    pl.ledger.customers = {cid: pickle.loads(v) for cid, v in customers.items() if partition_of(cid) == p}
+    _segments[p], held = HeldSegments.restore(p, held_events.items())
+    pl.ledger.customers = {cid: load_customer(v, held, cid) for cid, v in customers.items() if partition_of(cid) == p}
     pl.ledger.reindex()
     pl.desk.agents = {aid: pickle.loads(v) for aid, v in agents.items() if partition_of(aid) == p}
     head = f"{p}|"
@@ -109,6 +114,9 @@ def _restore(p: int) -> Pipeline:
         _applied[p] = {}
     pl.expected_inputs = ORDERED_INPUTS
     pl.track_changes()
+    # held events in no segment (a customer written whole by an older version) get one
+    pl.ledger.fresh = [(cid, item) for cid, c in pl.ledger.customers.items()
+                       for item in c.pending if item[2] not in held.get(cid, ())]
     pl.collect_notes()
     log.info("partition %d: %d customers, %d agents restored", p, len(pl.ledger.customers), len(pl.desk.agents))
     return pl
@@ -145,12 +153,17 @@ def _write_back(p: int, pl: Pipeline) -> None:
     """Assign back what changed since the last write-back (a table value changed in
     place is lost on recovery), once per batch however often a key changed in it."""
     changed, removed, agents_changed, buckets = pl.drain_changes()
-    held, dumps, top = pl.ledger.customers, pickle.dumps, pickle.HIGHEST_PROTOCOL
+    known, dumps, top = pl.ledger.customers, pickle.dumps, pickle.HIGHEST_PROTOCOL
     for cid in changed:
-        if cid in held:
-            _put(customers, p, cid, dumps(held[cid], top))
+        if cid in known:
+            _put(customers, p, cid, dump_customer(known[cid]))
+    oldest, segments = pl.oldest_held(), _segments[p]
+    for key, value in segments.add(pl.drain_held(), oldest):
+        _put(held_events, p, key, value)
+    for key in segments.expired(oldest):
+        _drop(held_events, p, key)
     for cid in removed:
-        if cid not in held and cid in customers.data:
+        if cid not in known and cid in customers.data:
             _drop(customers, p, cid)
     for aid in agents_changed:
         _put(agents, p, aid, dumps(pl.desk.agents[aid], top))
@@ -355,6 +368,7 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
     # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
     # and no input counts as idle until it is seen read to its end again.
     pipelines.clear()
+    _segments.clear()
     _read_to_end.clear()
     _last_heard.clear()
     _applied.clear()

@@ -157,6 +157,9 @@ class CustomerLedger:
         self.changed: set[str] | None = None
         self.removed: set[str] | None = None
         self.notes: list[Note] | None = None
+        # (customer_id, item) of each event held since the owner last looked, when it writes
+        # held events apart from their customers (`Pipeline.drain_held`)
+        self.fresh: list[tuple[str, tuple]] | None = None
         # (cause, facts) per applied event (its id) or fired timer, when an owner traces
         # which events a count came from (`cspulse explain --events`)
         self.trace: list[tuple[str, list[Fact]]] | None = None
@@ -169,10 +172,11 @@ class CustomerLedger:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["clock"] = state["notes"] = state["trace"] = None
+        state["clock"] = state["notes"] = state["trace"] = state["fresh"] = None
         return state
 
     def __setstate__(self, state):
+        self.fresh = None
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.trace = None
@@ -189,6 +193,8 @@ class CustomerLedger:
         """Hold `(ts, rank, event_id, event)` until `release` reaches it."""
         heapq.heappush(cust.pending, item)
         heapq.heappush(self.held, (item[0], cid))
+        if self.fresh is not None:
+            self.fresh.append((cid, item))
 
     def release(self, before: int, timers_upto: int | None = None) -> list[Fact]:
         """Apply every held event stamped before `before` and fire every timer due
@@ -404,7 +410,7 @@ class CustomerLedger:
         twin = copy.copy(self)
         customers = self.customers
         twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
-        twin.changed = twin.removed = twin.notes = None
+        twin.changed = twin.removed = twin.notes = twin.fresh = None
         twin.fired_upto = -1
         twin.reindex()
         return twin

@@ -420,6 +420,18 @@ class Pipeline:
         """Start recording what changes, for an owner that mirrors the state elsewhere."""
         self.ledger.changed, self.ledger.removed = set(), set()
         self.desk.changed, self.book.changed = set(), set()
+        if self.ledger.fresh is None:
+            self.ledger.fresh = []
+
+    def drain_held(self) -> list[tuple[str, tuple]]:
+        """(customer_id, item) of every event held since last asked, while changes are tracked."""
+        out, self.ledger.fresh = self.ledger.fresh, []
+        return out or []
+
+    def oldest_held(self) -> int | None:
+        """The event time of the oldest event still held (every event stamped before it is applied)."""
+        held = self.ledger.held
+        return held[0][0] if held else None
 
     def drain_changes(self) -> tuple[set, set, set, set]:
         """(customers changed, customers removed, agents changed, book buckets changed) since last asked."""

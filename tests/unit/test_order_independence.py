@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cspulse.core import Params, Pipeline
-from eventkit import agent, cust, ev, kpis, run
+from eventkit import agent, chatty_stream, cust, ev, kpis, run
 
 DAY = "2026-11-03"
 
@@ -136,29 +136,6 @@ def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
     assert views >= 80 and reused > 0
     for later in (now, at("2026-11-06T00:00:00")):
         assert nonzero(tracked.view(later)) == nonzero(fresh.view(later))
-
-
-def chatty_stream(seed: int, pace: int = 1) -> list[str]:
-    """Customers writing every few seconds, answered late or never (waits time out, held
-    events pile up), with orders and a few lines out of order within the lateness."""
-    rnd = random.Random(seed)
-    out, t = [], 9 * 3600
-    hms = lambda s: f"2026-11-03T{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"  # noqa: E731
-    for i in range(400):
-        t += pace * rnd.choice([1, 2, 3, 5])
-        c = f"c{rnd.randrange(6)}"
-        if rnd.random() < 0.12:
-            out.append(agent(hms(t), a=f"a{rnd.randrange(2)}", c=c))
-        elif rnd.random() < 0.05:
-            out.append(ev("order_created", hms(t), order_id=f"o{i}", customer_id=c, amount=12))
-        else:
-            out.append(cust(hms(t), c=c))
-    for _ in range(15):      # arrivals a little out of order
-        i = rnd.randrange(len(out) - 3)
-        out[i], out[i + 2] = out[i + 2], out[i]
-    for i in (330, 360, 390):   # and a few far behind: late (older than the allowed 600 s)
-        out.insert(i, cust(hms(9 * 3600 + 20 * pace), c=f"c{rnd.randrange(6)}"))
-    return out
 
 
 # (lines per batch, seconds between lines): 60 lines 6 times apart span more than the

@@ -1,0 +1,110 @@
+"""Held events are written once, in segments, and customers name them by id
+(`streams/held_log.py`): what a restore rebuilds must be exactly what was held."""
+
+import pickle
+
+import pytest
+
+from cspulse.core import Pipeline
+from cspulse.core.ledger import Customer
+from eventkit import chatty_stream, cust
+from streams.held_log import SEGMENT_ITEMS, HeldSegments, dump_customer, load_customer
+
+
+class Mirror:
+    """The worker's write-back into its `customers` and `held` tables, as plain dicts."""
+
+    def __init__(self) -> None:
+        self.customers: dict[str, bytes] = {}
+        self.held: dict[str, bytes] = {}
+        self.segments = HeldSegments(0)
+
+    def write_back(self, pl: Pipeline) -> None:
+        changed, removed, _, _ = pl.drain_changes()
+        for cid in changed:
+            if cid in pl.ledger.customers:
+                self.customers[cid] = dump_customer(pl.ledger.customers[cid])
+        oldest = pl.oldest_held()
+        for key, value in self.segments.add(pl.drain_held(), oldest):
+            self.held[key] = value
+        for key in self.segments.expired(oldest):
+            del self.held[key]
+        for cid in removed:
+            if cid not in pl.ledger.customers:
+                self.customers.pop(cid, None)
+
+    def restore(self) -> dict[str, Customer]:
+        self.segments, held = HeldSegments.restore(0, self.held.items())
+        return {cid: load_customer(v, held, cid) for cid, v in self.customers.items()}
+
+
+# (lines per batch, seconds between lines, segments alive at once at least): 7 lines 1-5 s
+# apart span 7-35 s, so the 600 s of allowed lateness keep many batches' segments; 60 lines
+# 6-30 s apart span more than the lateness: a batch applies most of what the one before held
+@pytest.mark.parametrize("batch, pace, alive", [(7, 1, 17), (60, 6, 1)])
+def test_customers_restored_from_their_ids_and_the_segments_hold_exactly_what_was_held(batch, pace, alive):
+    for seed in (1, 2, 3):
+        lines = chatty_stream(seed, pace)
+        pl, mirror = Pipeline(), Mirror()
+        pl.track_changes()
+        most_segments = 0
+        for i in range(0, len(lines), batch):
+            for line in lines[i:i + batch]:
+                pl.feed_line(line)
+            mirror.write_back(pl)
+            restored = mirror.restore()
+            assert set(restored) == set(pl.ledger.customers)
+            for cid, c in pl.ledger.customers.items():
+                assert sorted(restored[cid].pending) == sorted(c.pending), (seed, i, cid)
+                assert restored[cid] == c      # every field, the held events in the same heap order
+            # a segment lives only while one of its events is held: at most one per
+            # batch within the allowed lateness (600 s), whose lines are `batch * pace` s apart
+            # at least (the pace is 1-5 s a line, times `pace`)
+            most_segments = max(most_segments, len(mirror.held))
+            assert len(mirror.held) <= 600 // (batch * pace) + 2
+        assert most_segments >= alive
+        pl.finish()                          # everything applied: every segment goes
+        mirror.write_back(pl)
+        assert pl.oldest_held() is None and mirror.held == {}
+
+
+def test_a_customer_writes_without_its_held_events_in_constant_size():
+    """The point of it all: the customer's bytes no longer carry what it holds."""
+    pl = Pipeline()
+    pl.track_changes()
+    for s in range(10):
+        pl.feed_line(cust(f"2026-11-03T10:00:{s:02d}", c="c1"))
+    one = pl.ledger.customers["c1"]
+    assert len(one.pending) == 10       # all within the allowed lateness: held
+    whole, written = len(pickle.dumps(one, pickle.HIGHEST_PROTOCOL)), len(dump_customer(one))
+    # the written form has 10 ids (each "e…" string a few bytes) instead of 10 (ts, rank, id, Message)
+    assert written < whole / 2
+    assert len(one.pending) == 10      # and the customer kept them
+
+
+def test_events_of_one_batch_beyond_a_segments_size_go_to_several():
+    pl, mirror = Pipeline(), Mirror()
+    pl.track_changes()
+    n = SEGMENT_ITEMS + 5
+    for s in range(n):    # one per 0.1 s: all within the allowed lateness, all held
+        pl.feed_line(cust(f"2026-11-03T10:00:00.{s:04d}", c=f"c{s % 7}"))
+    mirror.write_back(pl)
+    assert sorted(mirror.held) == ["0#0", "0#1"]
+    assert [len(pickle.loads(v)) for _, v in sorted(mirror.held.items())] == [SEGMENT_ITEMS, 5]
+    assert sum(len(c.pending) for c in mirror.restore().values()) == n
+
+
+def test_a_customer_written_whole_by_an_older_version_is_read_as_it_was():
+    pl = Pipeline()
+    for s in range(3):
+        pl.feed_line(cust(f"2026-11-03T10:00:0{s}", c="c1"))
+    old = pickle.dumps(pl.ledger.customers["c1"], pickle.HIGHEST_PROTOCOL)
+    back = load_customer(old, {}, "c1")
+    assert sorted(back.pending) == sorted(pl.ledger.customers["c1"].pending) and len(back.pending) == 3
+
+
+def test_a_held_event_missing_from_every_segment_is_an_error_not_a_silent_loss():
+    pl = Pipeline()
+    pl.feed_line(cust("2026-11-03T10:00:00", c="c1"))
+    with pytest.raises(LookupError, match="customer c1: held events"):
+        load_customer(dump_customer(pl.ledger.customers["c1"]), {}, "c1")
