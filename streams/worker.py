@@ -315,7 +315,7 @@ async def process(stream):
         if _alerts_loaded:
             now = now_us()
             for p in shares:
-                pipelines[p].look_ahead_changed(now)
+                pipelines[p].look_ahead_changed(_ahead_time(pipelines[p], now))
             alerting.step(pipelines, None, now)
             await _send_alerts()
         metrics.batch.observe(time.perf_counter() - started)
@@ -435,8 +435,17 @@ def _assigned_inputs(topics: frozenset = ORDERED_INPUTS) -> list:
 
 
 def _as_of(pl: Pipeline, now: int, month: str | None = None) -> KpiBook:
-    # not before the newest event: a producer's clock may run ahead of ours
-    return pl.view(max(now, pl.max_ts or 0), month)
+    return pl.view(_ahead_time(pl, now), month)
+
+
+def _ahead_time(pl: Pipeline, now: int) -> int:
+    """The time to look ahead to: not before the newest event (a producer's clock may run
+    ahead of ours), nor before the pipeline's latest look-ahead.  A look-ahead as of an
+    earlier time starts every customer's over, and a refresh that takes its `now` before
+    giving the loop turns, or a clock behind the events', met batches that had looked
+    further (measured: every customer of a partition looked at afresh, 2,400-2,700 in
+    0.1-0.3 s, the whole worker's loop held 1.3 s and an alert 1.5 s late)."""
+    return max(now, pl.max_ts or 0, pl.looked_ahead_until)
 
 
 def _partition_view(pl: Pipeline, now: int) -> dict:

@@ -303,6 +303,11 @@ class Pipeline:
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = []
 
+    @property
+    def looked_ahead_until(self) -> int:
+        """The time of the latest look-ahead (-1: none kept); one as of an earlier time starts them all over."""
+        return self._ahead_now
+
     def look_ahead_changed(self, now: int) -> None:
         """The look-ahead of `view`, for the customers changed since the last one only
         (while changes are tracked): their notes come out at once, at the cost of what
