@@ -158,7 +158,7 @@ def _write_back(p: int, pl: Pipeline) -> None:
         if cid in known:
             _put(customers, p, cid, dump_customer(known[cid]))
     oldest, segments = pl.oldest_held(), _segments[p]
-    for key, value in segments.add(pl.drain_held(), oldest):
+    for key, value in segments.add(*pl.drain_held(), oldest):
         _put(held_events, p, key, value)
     for key in segments.expired(oldest):
         _drop(held_events, p, key)

@@ -141,6 +141,7 @@ class CustomerLedger:
 
     fired_upto = -1     # the latest due time of a timer fired (a look-ahead resumes after it)
     released_upto = -1  # every held event and timer at or before this time has been applied
+    applied_before = -1  # a held event applied was stamped before this (one still held may be too)
     marks: list | None = None   # (time, facts, notes so far) after each event or timer `_run` applies, when kept
 
     def __init__(self, params: Params, clock: ShopClock | None = None) -> None:
@@ -160,6 +161,8 @@ class CustomerLedger:
         # (customer_id, item) of each event held since the owner last looked, when it writes
         # held events apart from their customers (`Pipeline.drain_held`)
         self.fresh: list[tuple[str, tuple]] | None = None
+        # (customer_id, event_id) of each held event applied since, for the same owner
+        self.unheld: list[tuple[str, str]] | None = None
         # (cause, facts) per applied event (its id) or fired timer, when an owner traces
         # which events a count came from (`cspulse explain --events`)
         self.trace: list[tuple[str, list[Fact]]] | None = None
@@ -172,11 +175,11 @@ class CustomerLedger:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["clock"] = state["notes"] = state["trace"] = state["fresh"] = None
+        state["clock"] = state["notes"] = state["trace"] = state["fresh"] = state["unheld"] = None
         return state
 
     def __setstate__(self, state):
-        self.fresh = None
+        self.fresh = self.unheld = None
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.trace = None
@@ -203,6 +206,8 @@ class CustomerLedger:
         if timers_upto is None:
             timers_upto = before - 1
         self.released_upto = max(self.released_upto, min(before - 1, timers_upto))
+        if before > self.applied_before:
+            self.applied_before = before
         out: list[Fact] = []
         customers, held, due = self.customers, self.held, self.due
         while held and held[0][0] < before:
@@ -241,6 +246,8 @@ class CustomerLedger:
                     marks.append((due, len(out), len(self.notes)))   # kept only where notes are
             elif next_event is not None:
                 ts, _, eid, event = heapq.heappop(pending)
+                if self.unheld is not None:
+                    self.unheld.append((cid, eid))
                 self._apply(cid, cust, event, ts, out)
                 if marks is not None:
                     marks.append((ts, len(out), len(self.notes)))   # kept only where notes are
@@ -410,7 +417,7 @@ class CustomerLedger:
         twin = copy.copy(self)
         customers = self.customers
         twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
-        twin.changed = twin.removed = twin.notes = twin.fresh = None
+        twin.changed = twin.removed = twin.notes = twin.fresh = twin.unheld = None
         twin.fired_upto = -1
         twin.reindex()
         return twin

@@ -66,13 +66,13 @@ class _Ahead:
     it ran (the customer as if all its held events were applied and timers fired), the
     last held item it applied and the latest timer it fired."""
 
-    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "arrived")
+    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "came")
 
     def __init__(self, facts, cust, last, fired, notes, marks):
         self.facts, self.cust, self.last, self.fired, self.notes = facts, cust, last, fired, notes
         self.marks = marks      # (time, facts, notes so far) after each step, in time order
         self.kept = self.kept_notes = 0     # facts[:kept], notes[:kept_notes]: since applied for real
-        self.arrived = 0        # events held for the customer since (some may be applied already)
+        self.came: list = []    # items held for the customer since (some may be applied already)
 
     def live_facts(self) -> list:
         return self.facts[self.kept:]
@@ -234,10 +234,11 @@ class Pipeline:
                 ledger.trace.append((eid, facts))
         else:
             rank = _SENDER_RANK[event.sender] if kind is Message else _RANK[kind]
-            ledger.hold(cid, cust, (ts, rank, eid, event))
+            item = (ts, rank, eid, event)
+            ledger.hold(cid, cust, item)
             if (entry := self._ahead.get(cid)) is not None:
-                entry.arrived += 1      # a resumed look-ahead must find every one still held (a late
-                #                         event is applied at once below: its look-ahead is done again)
+                entry.came.append(item)     # a resumed look-ahead must find every one still held (a
+                #                             late event is applied at once below: its look-ahead is done again)
         if ledger.held and ledger.held[0][0] < watermark or ledger.due and ledger.due[0][0] < watermark:
             self.book.add_all(ledger.release(watermark))
         if watermark >= ledger.next_sweep:
@@ -347,20 +348,19 @@ class Pipeline:
 
     def _since(self, cid: str, entry: _Ahead, now: int) -> list | None:
         """The held items a look-ahead has not applied, if it can take them from where it
-        stands (each after every item it applied and every timer it fired, and no timer of
-        its copy due by `now` before the last item it applied); else None."""
-        cust = self.ledger.customers.get(cid)
-        if cust is None:
+        stands: each still held, after every item it applied and every timer it fired, and
+        no timer of its copy due by `now` before the last item it applied; else None.
+        Only what came since is looked at: the copy applied everything held when it ran."""
+        if cid not in self.ledger.customers:
             return None
-        last, new = entry.last, []
-        for item in cust.pending:
+        last, new, applied_before = entry.last, entry.came, self.ledger.applied_before
+        for item in new:
+            if item[0] < applied_before:
+                return None             # applied for real since (or may have been)
             if last is not None and item <= last:
-                continue                # applied by the copy (one that came since is not counted below)
+                return None             # sorts before what it applied
             if item[0] < entry.fired:
                 return None             # before a timer it fired
-            new.append(item)
-        if len(new) != entry.arrived:
-            return None                 # one that came since sorts before what it applied, or was applied for real
         due = entry.due
         if due is not None and due <= now and last is not None and due <= last[0]:
             return None                 # a timer that should have fired before an item it applied
@@ -373,7 +373,7 @@ class Pipeline:
             heapq.heappush(cust.pending, item)
         if new:
             entry.last = max(new)
-        entry.arrived = 0
+        entry.came = []
         twin.customers = {cid: cust}
         twin.notes, twin.fired_upto, twin.marks = entry.notes, entry.fired, entry.marks
         facts = entry.facts         # (after applied_for_real, which may replace the lists)
@@ -426,12 +426,15 @@ class Pipeline:
         self.ledger.changed, self.ledger.removed = set(), set()
         self.desk.changed, self.book.changed = set(), set()
         if self.ledger.fresh is None:
-            self.ledger.fresh = []
+            self.ledger.fresh, self.ledger.unheld = [], []
 
-    def drain_held(self) -> list[tuple[str, tuple]]:
-        """(customer_id, item) of every event held since last asked, while changes are tracked."""
-        out, self.ledger.fresh = self.ledger.fresh, []
-        return out or []
+    def drain_held(self) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]]]:
+        """Since last asked, while changes are tracked: (customer_id, item) of every event
+        held, and (customer_id, event_id) of every held event applied."""
+        ledger = self.ledger
+        out = (ledger.fresh or [], ledger.unheld or [])
+        ledger.fresh, ledger.unheld = [], []
+        return out
 
     def oldest_held(self) -> int | None:
         """The event time of the oldest event still held (every event stamped before it is applied)."""

@@ -140,7 +140,7 @@ def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
 
 # (lines per batch, seconds between lines): 60 lines 6 times apart span more than the
 # allowed lateness (600 s), so the stream applies some of a batch before the next look
-@pytest.mark.parametrize("batch, pace", [(7, 1), (60, 6)])
+@pytest.mark.parametrize("batch, pace", [(1, 1), (7, 1), (60, 6)])
 def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_scratch(batch, pace):
     """The worker resumes each customer's look-ahead with the events that came since,
     instead of running all its held events again: the views and the provisional notes
@@ -180,3 +180,27 @@ def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_sc
         assert nonzero(resumed.view(at("2026-11-04T00:00:00"))) == nonzero(redone.view(at("2026-11-04T00:00:00")))
         assert resumed.stats.late > 0       # the out-of-order lines reached the start-over path too
         assert resumes                      # and look-aheads were resumed, not only done again
+
+
+def test_an_event_arriving_before_what_a_kept_look_ahead_applied_has_it_done_again():
+    """c1 writes at 10:00:10, the look-ahead runs, then c1's message of 10:00:05 arrives
+    (out of order, within the lateness): the wait opened at 10:00:05, so its 180 s check
+    is due at 10:03:05, not 10:03:10, as a look-ahead from scratch says."""
+    from eventkit import at
+
+    params = Params(wait_checks_s=(180.0,))
+    views = []
+    for resume in (True, False):
+        p = Pipeline(params)
+        p.resume_look_ahead = resume
+        p.track_changes()
+        p.collect_notes()
+        p.feed_line(cust("2026-11-03T10:00:10"))
+        p.drain_changes()
+        p.look_ahead_changed(at("2026-11-03T10:00:11"))
+        p.feed_line(cust("2026-11-03T10:00:05"))
+        p.drain_changes()
+        p.look_ahead_changed(at("2026-11-03T10:04:00"))
+        _, ahead = p.drain_notes()
+        views.append([(n["kind"], n["ts"]) for n in ahead["c1"]])
+    assert views[0] == views[1] == [("wait", at("2026-11-03T10:03:05"))]
