@@ -28,7 +28,6 @@ import json
 import queue
 import random
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -200,7 +199,7 @@ def _ms(seconds: float) -> str:
 
 def main() -> None:
     from test_worker import Workers
-    from worker import kafka, percentile, simulate, throughput
+    from worker import kafka, percentile, simulate, throughput, workdir
 
     from cspulse.core import Rejected, decode
 
@@ -214,10 +213,10 @@ def main() -> None:
                     help="shape of the live chat (see above)")
     ap.add_argument("--latency-only", action="store_true",
                     help="skip the rules' cost (in process and the quiet-rules worker): only the default-rules worker")
+    ap.add_argument("--keep", action="store_true", help="keep the run's folder (broker data, worker logs)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-alerts-"))
     running = []
-    with kafka(tmp) as bootstrap:
+    with workdir("cspulse-bench-alerts-", args.keep) as tmp, kafka(tmp) as bootstrap:
         try:
             path = simulate(tmp, args.agents, args.days)
             n_in = sum(not isinstance(decode(line), Rejected) for line in path.open("rb"))

@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -159,6 +160,20 @@ def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int,
 
 
 @contextlib.contextmanager
+def workdir(prefix: str, keep: bool):
+    """A fresh folder for the broker's data, the events and the workers' logs: removed
+    at the end (a run leaves about 600 MB), or kept and named with `--keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            print(f"kept: {tmp} (the broker's data, the events, the workers' logs)", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def kafka(tmp: Path):
     """The bootstrap address: CSPULSE_KAFKA, or a broker started here (and stopped after)."""
     from broker import Broker
@@ -209,10 +224,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=6)
     ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
     ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
+    ap.add_argument("--keep", action="store_true", help="keep the run's folder (broker data, worker logs)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="cspulse-bench-"))
     workers = None
-    with kafka(tmp) as bootstrap:
+    with workdir("cspulse-bench-", args.keep) as tmp, kafka(tmp) as bootstrap:
         try:
             path = simulate(tmp, args.agents, args.days)
             n = sum(1 for _ in path.open("rb"))
