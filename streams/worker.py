@@ -42,7 +42,7 @@ from store import repo
 from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
-from streams.held_log import HeldSegments, dump_customer, load_customer
+from streams.held_log import HeldSegments, RecentIds, dump_customer, load_customer
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
@@ -67,6 +67,7 @@ held_events = app.Table("held", **_state)  # "p#seq" -> events held in one batch
 
 pipelines: dict[int, Pipeline] = {}
 _segments: dict[int, HeldSegments] = {}
+_ids: dict[int, RecentIds] = {}
 # The customer-keyed inputs whose event times must line up; reviews and spot checks
 # go to the order-independent desk. An input silent this long stops holding the others
 # back, but only once it is read to its end (last processed offset at the partition's
@@ -96,6 +97,7 @@ def _restore(p: int) -> Pipeline:
     """The pipeline of partition p, rebuilt from the tables (recovered from their changelogs)."""
     pl = Pipeline(SETTINGS.params())
     _segments[p], held = HeldSegments.restore(p, held_events.items())
+    _ids[p] = RecentIds()
     pl.ledger.customers = {cid: load_customer(v, held, cid) for cid, v in customers.items() if partition_of(cid) == p}
     pl.ledger.reindex()
     pl.desk.agents = {aid: pickle.loads(v) for aid, v in agents.items() if partition_of(aid) == p}
@@ -153,18 +155,22 @@ def _write_back(p: int, pl: Pipeline) -> None:
     """Assign back what changed since the last write-back (a table value changed in
     place is lost on recovery), once per batch however often a key changed in it."""
     changed, removed, agents_changed, buckets = pl.drain_changes()
+    fresh, applied = pl.drain_held()
     known, dumps, top = pl.ledger.customers, pickle.dumps, pickle.HIGHEST_PROTOCOL
+    ids, taken = _ids[p], RecentIds.taken(fresh)
     for cid in changed:
         if cid in known:
-            _put(customers, p, cid, dump_customer(known[cid]))
+            _put(customers, p, cid, dump_customer(known[cid], ids.parts(cid, known[cid], taken.get(cid))))
     oldest, segments = pl.oldest_held(), _segments[p]
-    for key, value in segments.add(*pl.drain_held(), oldest):
+    for key, value in segments.add(fresh, applied, oldest):
         _put(held_events, p, key, value)
     for key in segments.expired(oldest):
         _drop(held_events, p, key)
     for cid in removed:
-        if cid not in known and cid in customers.data:
-            _drop(customers, p, cid)
+        if cid not in known:
+            ids.forget(cid)
+            if cid in customers.data:
+                _drop(customers, p, cid)
     for aid in agents_changed:
         _put(agents, p, aid, dumps(pl.desk.agents[aid], top))
     for who, period in buckets:
@@ -369,6 +375,7 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
     # and no input counts as idle until it is seen read to its end again.
     pipelines.clear()
     _segments.clear()
+    _ids.clear()
     _read_to_end.clear()
     _last_heard.clear()
     _applied.clear()

@@ -9,7 +9,7 @@ import pytest
 from cspulse.core import Pipeline
 from cspulse.core.ledger import Customer
 from eventkit import chatty_stream, cust
-from streams.held_log import SEGMENT_ENTRIES, HeldSegments, dump_customer, load_customer
+from streams.held_log import SEGMENT_ENTRIES, HeldSegments, RecentIds, dump_customer, load_customer
 
 
 class Mirror:
@@ -19,19 +19,23 @@ class Mirror:
         self.customers: dict[str, bytes] = {}
         self.held: dict[str, bytes] = {}
         self.segments = HeldSegments(0)
+        self.ids = RecentIds()
 
     def write_back(self, pl: Pipeline) -> None:
         changed, removed, _, _ = pl.drain_changes()
+        fresh, applied = pl.drain_held()
+        taken = RecentIds.taken(fresh)
         for cid in changed:
-            if cid in pl.ledger.customers:
-                self.customers[cid] = dump_customer(pl.ledger.customers[cid])
+            if (c := pl.ledger.customers.get(cid)) is not None:
+                self.customers[cid] = dump_customer(c, self.ids.parts(cid, c, taken.get(cid)))
         oldest = pl.oldest_held()
-        for key, value in self.segments.add(*pl.drain_held(), oldest):
+        for key, value in self.segments.add(fresh, applied, oldest):
             self.held[key] = value
         for key in self.segments.expired(oldest):
             del self.held[key]
         for cid in removed:
             if cid not in pl.ledger.customers:
+                self.ids.forget(cid)
                 self.customers.pop(cid, None)
 
     def restore(self) -> dict[str, Customer]:
@@ -59,6 +63,7 @@ def test_customers_restored_from_the_segments_hold_exactly_what_was_held(batch, 
                 back = restored[cid]
                 back.pending.sort()            # a heap either way: the same events, in order
                 assert back == dataclasses.replace(c, pending=sorted(c.pending)), (seed, i, cid)
+                assert list(back.recent_ids) == list(c.recent_ids)    # in arrival order (the sweep reads the first)
             # a segment lives only while one of its events is held: at most one per
             # batch within the allowed lateness (600 s), whose lines are `batch * pace` s apart
             # at least (the pace is 1-5 s a line, times `pace`)
@@ -78,7 +83,8 @@ def test_a_customer_writes_without_its_held_events_in_constant_size():
         pl.feed_line(cust(f"2026-11-03T10:00:{s:02d}", c="c1"))
     one = pl.ledger.customers["c1"]
     assert len(one.pending) == 10       # all within the allowed lateness: held
-    whole, written = len(pickle.dumps(one, pickle.HIGHEST_PROTOCOL)), len(dump_customer(one))
+    ids = RecentIds().parts("c1", one, None)
+    whole, written = len(pickle.dumps(one, pickle.HIGHEST_PROTOCOL)), len(dump_customer(one, ids))
     # the written form has 10 ids (each "e…" string a few bytes) instead of 10 (ts, rank, id, Message)
     assert written < whole / 2
     assert len(one.pending) == 10      # and the customer kept them
@@ -109,4 +115,24 @@ def test_a_held_event_missing_from_every_segment_is_an_error_not_a_silent_loss()
     pl = Pipeline()
     pl.feed_line(cust("2026-11-03T10:00:00", c="c1"))
     with pytest.raises(LookupError, match="customer c1: holds 1 events, the held segments have 0"):
-        load_customer(dump_customer(pl.ledger.customers["c1"]), {}, "c1")
+        load_customer(dump_customer(pl.ledger.customers["c1"], []), {}, "c1")
+
+
+def test_recent_ids_written_in_parts_come_back_whole_also_after_the_sweep_forgot_some():
+    """Each write appends the ids a customer took since; when the daily sweep forgets
+    ids older than the de-duplication horizon (2 days), or parts pile up, they are made
+    again from the customer: restored ids are the customer's, in order, every time."""
+    pl, mirror = Pipeline(), Mirror()
+    pl.track_changes()
+    parts_seen = set()
+    for h in range(0, 4 * 24, 3):      # c1 writes every 3 hours for 4 days; c2 keeps the stream moving
+        for c in ("c1", "c2"):
+            pl.feed_line(cust(f"2026-11-{3 + h // 24:02d}T{h % 24:02d}:00:0{c[1]}", c=c))
+        mirror.write_back(pl)
+        restored = mirror.restore()
+        live = pl.ledger.customers["c1"]
+        assert list(restored["c1"].recent_ids.items()) == list(live.recent_ids.items()), h
+        parts_seen.add(len(mirror.ids.kept["c1"][0]))
+    # 32 messages, the oldest forgotten: at most 2 days (16) plus the day since the last sweep (8) remain
+    assert len(pl.ledger.customers["c1"].recent_ids) <= 24
+    assert max(parts_seen) > 1 and 1 in parts_seen    # appended, and made again
