@@ -66,13 +66,14 @@ class _Ahead:
     it ran (the customer as if all its held events were applied and timers fired), the
     last held item it applied and the latest timer it fired."""
 
-    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "came")
+    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "came", "queued")
 
     def __init__(self, facts, cust, last, fired, notes, marks):
         self.facts, self.cust, self.last, self.fired, self.notes = facts, cust, last, fired, notes
         self.marks = marks      # (time, facts, notes so far) after each step, in time order
         self.kept = self.kept_notes = 0     # facts[:kept], notes[:kept_notes]: since applied for real
         self.came: list = []    # items held for the customer since (some may be applied already)
+        self.queued = None      # the due time last queued for it (`Pipeline._queue_due`)
 
     def live_facts(self) -> list:
         return self.facts[self.kept:]
@@ -141,6 +142,15 @@ class Pipeline:
         self._ahead_book = KpiBook()
         self._dirty: set[str] = set()
         self._ahead_now = -1
+        # Once a view has looked at every customer, the next look only at what can have
+        # changed: customers changed since, kept look-aheads whose copy has a timer due
+        # (heap of (due, customer)), and customers without one whose earliest timer comes
+        # due (heap, and the time queued per customer); a pass over all customers cost
+        # what the shop has in memory at every refresh.
+        self._ahead_complete = False
+        self._ahead_due: list[tuple[int, str]] = []
+        self._wake: list[tuple[int, str]] = []
+        self._wake_at: dict[str, int] = {}
         # customer -> the notes of its latest look-ahead ([] once it has none), since the owner
         # last drained them; None: notes not wanted
         self.ahead_notes: dict | None = {} if getattr(self, "ahead_notes", None) is not None else None
@@ -245,6 +255,8 @@ class Pipeline:
             ledger.sweep(watermark, self.horizon)
             for c in list(self._ahead):     # the sweep rewrote the customers the copies came from
                 self._forget_ahead(c)
+            self._ahead_complete = False
+            self._ahead_due, self._wake, self._wake_at = [], [], {}
             self.desk.prune_ids(watermark - self.horizon)
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
@@ -263,13 +275,12 @@ class Pipeline:
         if now is None:
             return book
         ledger = self.ledger
-        concerned = self._concerned(now)
         if ledger.changed is None:
-            twin = ledger.shadow(concerned)
+            twin = ledger.shadow(self._concerned(now))
             twin.notes = notes
             book.add_all(twin.release(_ALL, now))
         else:
-            self._look_ahead(concerned, now)
+            self._look_ahead(now)
             book.add_buckets(self._ahead_book.stated)
         return book
 
@@ -285,10 +296,50 @@ class Pipeline:
         self._dirty = set()
         return dirty
 
-    def _look_ahead(self, concerned: set, now: int) -> None:
+    incremental_view = True     # tests compare with a pass over every customer each time
+
+    def _look_ahead(self, now: int) -> None:
         if now < self._ahead_now:      # the memo holds timers fired up to a later time: start over
             self._reset_look_ahead()
         self._ahead_now = now
+        if not (self._ahead_complete and self.incremental_view):
+            self._look_at_all(now)
+            return
+        ahead, dirty, customers = self._ahead, self._take_dirty(), self.ledger.customers
+        again, fresh = set(), []
+        for cid in dirty:
+            cust = customers.get(cid)
+            if cust is None or not _needs_ahead(cust, now):
+                if cid in ahead:
+                    self._forget_ahead(cid)
+                if cust is not None:
+                    self._queue_wake(cid, cust)
+            elif cid in ahead:
+                again.add(cid)
+            else:
+                fresh.append(cid)
+        queue = self._ahead_due
+        while queue and queue[0][0] <= now:
+            due, cid = heapq.heappop(queue)
+            entry = ahead.get(cid)
+            if entry is not None and entry.queued == due:
+                entry.queued = None
+                again.add(cid)
+        wake, wake_at = self._wake, self._wake_at
+        while wake and wake[0][0] <= now:
+            due, cid = heapq.heappop(wake)
+            if wake_at.get(cid) != due:
+                continue                # queued again since, for another time
+            del wake_at[cid]
+            cust = customers.get(cid)
+            if cid not in ahead and cid not in dirty and cust is not None and _needs_ahead(cust, now):
+                fresh.append(cid)
+        self._resume_or_redo(list(again), now)
+        self._ahead_for(fresh, now)
+
+    def _look_at_all(self, now: int) -> None:
+        """The look-ahead of every customer concerned, by one pass over all of them."""
+        concerned = self._concerned(now)
         ahead, dirty = self._ahead, self._take_dirty()
         again = []
         for cid, entry in list(ahead.items()):
@@ -298,6 +349,29 @@ class Pipeline:
                 again.append(cid)
         self._resume_or_redo(again, now)
         self._ahead_for([cid for cid in concerned if cid not in ahead], now)
+        self._ahead_due, self._wake, self._wake_at = [], [], {}
+        for cid, entry in ahead.items():
+            entry.queued = None
+            self._queue_due(cid, entry)
+        for cid, cust in self.ledger.customers.items():
+            if cid not in ahead:
+                self._queue_wake(cid, cust)
+        self._ahead_complete = True
+
+    def _queue_due(self, cid: str, entry: _Ahead) -> None:
+        """Look at this kept look-ahead again when its copy's next timer comes due."""
+        due = entry.due
+        if due is not None and due != entry.queued:
+            entry.queued = due
+            heapq.heappush(self._ahead_due, (due, cid))
+
+    def _queue_wake(self, cid: str, cust) -> None:
+        """Look at this customer (no held events) when its earliest timer comes due."""
+        if cust.timers:
+            due = cust.timers[0][0]
+            if self._wake_at.get(cid) != due:
+                self._wake_at[cid] = due
+                heapq.heappush(self._wake, (due, cid))
 
     def _forget_ahead(self, cid: str) -> None:
         self._ahead_book.take_back(self._ahead.pop(cid).live_facts())
@@ -320,8 +394,11 @@ class Pipeline:
         customers, ahead = self.ledger.customers, self._ahead
         concerned = {cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)}
         for cid in dirty:
-            if cid in ahead and cid not in concerned:
-                self._forget_ahead(cid)
+            if cid not in concerned:
+                if cid in ahead:
+                    self._forget_ahead(cid)
+                if (c := customers.get(cid)) is not None:
+                    self._queue_wake(cid, c)
         self._resume_or_redo([cid for cid in concerned if cid in ahead], now)
         self._ahead_for([cid for cid in concerned if cid not in ahead], now)
 
@@ -380,6 +457,7 @@ class Pipeline:
         start = len(facts)
         twin._run(cid, cust, _ALL, now, facts)
         entry.fired = twin.fired_upto
+        self._queue_due(cid, entry)
         self._ahead_book.add_all(facts[start:])
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = entry.live_notes()
@@ -397,7 +475,8 @@ class Pipeline:
                 last = max(cust.pending) if cust.pending else None
                 twin.fired_upto, twin.marks = -1, []
                 twin._run(cid, cust, _ALL, now, facts)
-                ahead[cid] = _Ahead(facts, cust, last, twin.fired_upto, own, twin.marks)
+                entry = ahead[cid] = _Ahead(facts, cust, last, twin.fired_upto, own, twin.marks)
+                self._queue_due(cid, entry)
                 if notes is not None:
                     notes[cid] = list(own)
                 book.add_all(facts)

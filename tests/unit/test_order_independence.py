@@ -157,27 +157,37 @@ def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_sc
 
     for seed in (1, 2, 3):
         lines = chatty_stream(seed, pace)
-        resumed, redone = Pipeline(), Pipeline()
+        # resumed, and views looking only at what changed (the worker); done again; and
+        # views passing over every customer each time
+        params = Params(wait_checks_s=(180.0,))
+        resumed, redone, scanned = Pipeline(params), Pipeline(params), Pipeline(params)
         redone.resume_look_ahead = False
+        scanned.incremental_view = False
+        every = (resumed, redone, scanned)
         resumes = []
         resumed._resume = lambda *a, _r=resumed: (resumes.append(a[1]), Pipeline._resume(_r, *a))[1]
-        for p in (resumed, redone):
+        for p in every:
             p.track_changes()
             p.collect_notes()
         now = 0
         for i in range(0, len(lines), batch):
-            for p in (resumed, redone):
+            for p in every:
                 for line in lines[i:i + batch]:
                     p.feed_line(line)
                 p.drain_changes()
             now = max(now, resumed.max_ts) + (3600 * 10**6 if i % (5 * batch) == 0 else 10**6)   # now and then, waits time out
-            for p in (resumed, redone):
+            if i % (2 * batch) == 0:        # views at times no batch looked at, also between
+                half = now - 500_000
+                assert nonzero(resumed.view(half)) == nonzero(redone.view(half)) == nonzero(scanned.view(half))
+                assert notes(resumed) == notes(redone) == notes(scanned)
+            for p in every:
                 p.look_ahead_changed(now)
-            assert notes(resumed) == notes(redone)
+            assert notes(resumed) == notes(redone) == notes(scanned)
             if i % (3 * batch) == 0:
-                assert nonzero(resumed.view(now)) == nonzero(redone.view(now))
-                assert notes(resumed) == notes(redone)
-        assert nonzero(resumed.view(at("2026-11-04T00:00:00"))) == nonzero(redone.view(at("2026-11-04T00:00:00")))
+                assert nonzero(resumed.view(now)) == nonzero(redone.view(now)) == nonzero(scanned.view(now))
+                assert notes(resumed) == notes(redone) == notes(scanned)
+        end = at("2026-11-04T00:00:00")
+        assert nonzero(resumed.view(end)) == nonzero(redone.view(end)) == nonzero(scanned.view(end))
         assert resumed.stats.late > 0       # the out-of-order lines reached the start-over path too
         assert resumes                      # and look-aheads were resumed, not only done again
 
@@ -204,3 +214,32 @@ def test_an_event_arriving_before_what_a_kept_look_ahead_applied_has_it_done_aga
         _, ahead = p.drain_notes()
         views.append([(n["kind"], n["ts"]) for n in ahead["c1"]])
     assert views[0] == views[1] == [("wait", at("2026-11-03T10:03:05"))]
+
+
+def test_a_view_that_looks_only_at_what_changed_still_sees_a_timer_come_due_with_nothing_held():
+    """c1 writes once at 10:00 and is never answered; c2 keeps the stream going until
+    10:12, so c1's message is applied for real (nothing of c1 held any more).  At 10:30
+    nothing of c1 is due; at 11:00:01 its wait has gone unanswered for 3,600 s, with no
+    event of c1 since: the view must count it, as a pass over every customer does."""
+    from eventkit import at
+
+    def unanswered(book):       # no agent has replied: the wait counts for nobody (the shop)
+        return book.counters.get((None, "2026-11-03"), {}).get("unanswered", 0)
+
+    books = []
+    for incremental in (True, False):
+        p = Pipeline()
+        p.incremental_view = incremental
+        p.track_changes()
+        p.feed_line(cust("2026-11-03T10:00:00", c="c1"))
+        for m in range(1, 13):
+            p.feed_line(cust(f"2026-11-03T10:{m:02d}:00", c="c2"))
+            if m == 5:              # a view while c1 still holds its message: the next look only at changes
+                p.drain_changes()
+                assert unanswered(p.view(at("2026-11-03T10:05:30"))) == 0
+        p.drain_changes()
+        assert not p.ledger.customers["c1"].pending      # applied: 10:00 is before 10:12 - 600 s
+        assert unanswered(p.view(at("2026-11-03T10:30:00"))) == 0
+        books.append(unanswered(p.view(at("2026-11-03T11:00:01"))))
+    # c1's wait (10:00:00 + 3,600 s = 11:00:00) is due; c2's (10:01:00) not yet
+    assert books == [1, 1]
