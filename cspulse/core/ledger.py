@@ -418,7 +418,6 @@ class CustomerLedger:
         customers = self.customers
         twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
         twin.changed = twin.removed = twin.notes = twin.fresh = twin.unheld = None
-        twin.fired_upto = -1
         twin.reindex()
         return twin
 

@@ -255,8 +255,7 @@ class Pipeline:
             ledger.sweep(watermark, self.horizon)
             for c in list(self._ahead):     # the sweep rewrote the customers the copies came from
                 self._forget_ahead(c)
-            self._ahead_complete = False
-            self._ahead_due, self._wake, self._wake_at = [], [], {}
+            self._ahead_complete = False     # the next view passes over all (and queues afresh)
             self.desk.prune_ids(watermark - self.horizon)
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
@@ -306,18 +305,7 @@ class Pipeline:
             self._look_at_all(now)
             return
         ahead, dirty, customers = self._ahead, self._take_dirty(), self.ledger.customers
-        again, fresh = set(), []
-        for cid in dirty:
-            cust = customers.get(cid)
-            if cust is None or not _needs_ahead(cust, now):
-                if cid in ahead:
-                    self._forget_ahead(cid)
-                if cust is not None:
-                    self._queue_wake(cid, cust)
-            elif cid in ahead:
-                again.add(cid)
-            else:
-                fresh.append(cid)
+        again, fresh = self._sort_changed(dirty, now)
         queue = self._ahead_due
         while queue and queue[0][0] <= now:
             due, cid = heapq.heappop(queue)
@@ -336,6 +324,25 @@ class Pipeline:
                 fresh.append(cid)
         self._resume_or_redo(list(again), now)
         self._ahead_for(fresh, now)
+
+    def _sort_changed(self, dirty: set, now: int) -> tuple[set, list]:
+        """Of the customers changed since the last look: forget the look-ahead of those with
+        nothing to look ahead at (queued for their next timer); return (those with a kept
+        look-ahead to bring up, those to look ahead at afresh)."""
+        ahead, customers = self._ahead, self.ledger.customers
+        again, fresh = set(), []
+        for cid in dirty:
+            cust = customers.get(cid)
+            if cust is None or not _needs_ahead(cust, now):
+                if cid in ahead:
+                    self._forget_ahead(cid)
+                if cust is not None:
+                    self._queue_wake(cid, cust)
+            elif cid in ahead:
+                again.add(cid)
+            else:
+                fresh.append(cid)
+        return again, fresh
 
     def _look_at_all(self, now: int) -> None:
         """The look-ahead of every customer concerned, by one pass over all of them."""
@@ -390,17 +397,9 @@ class Pipeline:
         if self.ledger.changed is None or now < self._ahead_now:
             return                      # the next view starts over
         self._ahead_now = now
-        dirty = self._take_dirty()
-        customers, ahead = self.ledger.customers, self._ahead
-        concerned = {cid for cid in dirty if (c := customers.get(cid)) is not None and _needs_ahead(c, now)}
-        for cid in dirty:
-            if cid not in concerned:
-                if cid in ahead:
-                    self._forget_ahead(cid)
-                if (c := customers.get(cid)) is not None:
-                    self._queue_wake(cid, c)
-        self._resume_or_redo([cid for cid in concerned if cid in ahead], now)
-        self._ahead_for([cid for cid in concerned if cid not in ahead], now)
+        again, fresh = self._sort_changed(self._take_dirty(), now)
+        self._resume_or_redo(list(again), now)
+        self._ahead_for(fresh, now)
 
     def _resume_or_redo(self, cids: list, now: int) -> None:
         """Bring these customers' kept look-aheads to `now`: resumed with what came since,
