@@ -10,6 +10,8 @@ Times are event-time µs, so replaying a file gives the same alerts.
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from cspulse.core.params import US
@@ -63,6 +65,12 @@ class AlertBook:
         self.alerts: dict[str, Alert] = {}
         self.outbox: list[Delivery] = []
         self._timed: dict[str, float] = {}   # firing keys with a resolve_after -> its µs
+        # When each of those is next due to resolve (its last match + resolve_after), as
+        # queued: a heap of (due, key) and the due time queued per key (older entries are
+        # stale).  A pass over every timed alert at each step cost what had fired in the
+        # last resolve_after (measured: 3,800 complaint alerts in an hour at 10 a second).
+        self._timed_heap: list[tuple[float, str]] = []
+        self._timed_due: dict[str, float] = {}
         self._firing: dict[str, set[str]] = {}   # rule -> keys of its firing alerts
         # Alerts fired from a look-ahead only (events still held for ordering): the
         # customer whose look-ahead supports each, until an applied event confirms it.
@@ -102,7 +110,7 @@ class AlertBook:
                 alert.last_sent_at, alert.sends = now, alert.sends + 1
                 self._send("repeat", alert)
         if rule.resolve_after_s is not None:
-            self._timed[key] = rule.resolve_after_s * US
+            self._time(alert, rule.resolve_after_s * US)
 
     def reconcile(self, customer: str, supported: set[str], now: int) -> None:
         """The customer's latest look-ahead supports only `supported`: an alert its
@@ -129,14 +137,47 @@ class AlertBook:
         names = self._firing if rule_names is None else rule_names
         return [self.alerts[k] for name in names for k in self._firing.get(name, ())]
 
+    def firing_counts(self, severities: dict[str, str]) -> Counter:
+        """(rule, severity) -> alerts firing, at the cost of the rules: a rule in `severities`
+        (rule -> severity) counts whole under it; others (stored by an older rule file)
+        alert by alert."""
+        out: Counter = Counter()
+        for name, keys in self._firing.items():
+            if not keys:
+                continue
+            severity = severities.get(name)
+            if severity is not None:
+                out[(name, severity)] += len(keys)
+            else:
+                out.update((name, self.alerts[k].severity) for k in keys)
+        return out
+
     def tick(self, now: int) -> None:
-        """Resolve alerts about single events once `resolve_after` passed with no match."""
-        for key, after in list(self._timed.items()):
-            alert = self.alerts[key]
-            if alert.state != "firing":
-                del self._timed[key]
+        """Resolve alerts about single events once `resolve_after` passed with no match;
+        only those whose time came are looked at."""
+        heap, queued = self._timed_heap, self._timed_due
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if queued.get(key) != due:
+                continue                    # queued again since, for a later time
+            del queued[key]
+            after, alert = self._timed.get(key), self.alerts.get(key)
+            if after is None or alert is None or alert.state != "firing":
+                self._timed.pop(key, None)
             elif now >= alert.last_match_at + after:
                 self._resolve(alert, alert.last_match_at + round(after))
+            else:
+                self._queue(key, alert.last_match_at + after)   # matched again since it was queued
+
+    def _time(self, alert: Alert, after: float) -> None:
+        """Resolve this firing alert `after` µs past its last match, unless matched again."""
+        self._timed[alert.key] = after
+        if alert.key not in self._timed_due:
+            self._queue(alert.key, alert.last_match_at + after)
+
+    def _queue(self, key: str, due: float) -> None:
+        self._timed_due[key] = due
+        heapq.heappush(self._timed_heap, (due, key))
 
     def load(self, alerts, rules) -> None:
         """Continue from stored alerts (`rules`: the RuleSet, for their resolve_after)."""
@@ -146,7 +187,7 @@ class AlertBook:
             if alert.state == "firing":
                 self._firing.setdefault(alert.rule, set()).add(alert.key)
             if alert.state == "firing" and alert.rule in after:
-                self._timed[alert.key] = after[alert.rule] * US
+                self._time(alert, after[alert.rule] * US)
 
     def changed_since(self, deliveries: list[Delivery]) -> tuple[list[Alert], list[str]]:
         """(alerts changed by these deliveries, keys of those retracted)."""
@@ -165,6 +206,7 @@ class AlertBook:
     def _unindex(self, alert: Alert) -> None:
         """It no longer fires: out of the firing and resolve_after indexes."""
         self._timed.pop(alert.key, None)
+        self._timed_due.pop(alert.key, None)
         self._firing.get(alert.rule, set()).discard(alert.key)
 
     def _send(self, action: str, alert: Alert) -> None:

@@ -88,6 +88,8 @@ class RuleEngine:
         self._horizon = round(longest * US)
         self._recent: dict[str, deque] = {}                # agent -> (ts, kind, value) of its recent notes
         self._slow = self.params.slow_response_s
+        # customer -> (its look-ahead's notes observed, in time order; the alert keys they matched)
+        self._seen_ahead: dict[str, tuple[list, frozenset]] = {}
 
     # -- observations ---------------------------------------------------------
 
@@ -107,6 +109,38 @@ class RuleEngine:
         fact["id"] = f"n{next(self._ids)}"
         fact["sid"] = SESSION
         self._judge(rules, self._host.matches(fact), now, lambda rule: note, provisional_for)
+
+    def observe_ahead(self, customer: str, notes: list[dict], now: int) -> None:
+        """The notes of a customer's latest look-ahead (events still held for ordering),
+        replacing those of its last one: an alert only they supported, and no longer
+        supported, is retracted (`AlertBook.reconcile`).
+
+        A look-ahead's notes come again every time its customer changes, and mostly
+        they are the ones already observed with something after them: only those
+        after are news, so only they are posted (observing all again was a tenth of
+        a worker's time under a steady chat load: durable-rules posts JSON).  Notes
+        that differ in what was seen before are all observed again."""
+        alerts = self.alerts
+        notes = sorted(notes, key=lambda n: n["ts"])
+        old, keys = self._seen_ahead.get(customer, ((), frozenset()))
+        if len(old) <= len(notes) and notes[:len(old)] == old:
+            new = notes[len(old):]
+            if not new:
+                return
+        else:
+            new, keys = notes, frozenset()
+        alerts.matched_keys = []
+        try:
+            for note in new:
+                self.observe(note, provisional_for=customer)
+            keys = keys | frozenset(alerts.matched_keys)
+        finally:
+            alerts.matched_keys = None
+        alerts.reconcile(customer, keys, now)
+        if notes:
+            self._seen_ahead[customer] = (notes, keys)
+        else:
+            self._seen_ahead.pop(customer, None)
 
     # -- agents ---------------------------------------------------------------
 

@@ -5,8 +5,8 @@ of applied events and, from the look-ahead of the customers the batch changed,
 notes of events still held for ordering, so an alert does not wait for the
 allowed lateness.  Every second (the live-KPI refresh) the look-ahead of the
 live view adds the waits whose time came, so `customer_waiting` fires with no
-further event, and the rules over agents' KPIs are judged.  A note seen ahead comes again when applied; the alert
-key makes it one alert.
+further event, and the rules over agents' KPIs are judged.  A note seen ahead
+comes again when applied; the alert key makes it one alert.
 
 Rules over agents' KPIs run on one worker only, the one holding input partition
 0, over the whole shop's book; with several workers its sliding windows see the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 
 from cspulse.core import KpiBook, Pipeline
 from cspulse.core.params import US
@@ -56,6 +55,7 @@ class WorkerAlerts:
         self.outgoing: list[tuple[bytes, bytes]] = []   # (key, JSON) for cs.alerts
         # every rule shows on /metrics, at 0 when nothing fires
         self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
+        self._severities = {r.name: r.severity for r in rules.rules}
         metrics.firing.counts = dict(self._none_firing)
 
     def load(self, alerts, now: int) -> None:
@@ -83,13 +83,8 @@ class WorkerAlerts:
             self.engine.observe(note)
             if note.get("agent_id"):
                 agents.add(note["agent_id"])
-        book_of_alerts = self.engine.alerts
         for customer, notes in ahead.items():     # provisional: replaces that customer's last look
-            book_of_alerts.matched_keys = []
-            for note in sorted(notes, key=lambda n: n["ts"]):
-                self.engine.observe(note, provisional_for=customer)
-            book_of_alerts.reconcile(customer, set(book_of_alerts.matched_keys), now)
-        book_of_alerts.matched_keys = None
+            self.engine.observe_ahead(customer, notes, now)
         if book is not None:
             agents |= {w for (w, p) in book.stated if w is not None}
             self.engine.agents_changed(agents, now, book)
@@ -120,8 +115,7 @@ class WorkerAlerts:
             self.retracted.add(key)
         for sender in self.senders:
             sender.put(deliveries)
-        self.metrics.firing.counts = {**self._none_firing,
-                                      **Counter((a.rule, a.severity) for a in self.engine.alerts.firing())}
+        self.metrics.firing.counts = {**self._none_firing, **self.engine.alerts.firing_counts(self._severities)}
 
     def take_unstored(self) -> tuple[list[Alert], list[str]]:
         out = (list(self.unstored.values()), list(self.retracted))

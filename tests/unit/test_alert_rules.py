@@ -193,6 +193,48 @@ def test_single_event_alerts_resolve_after_their_resolve_after():
     assert book.alerts["slow_response|a1|v1"].state == "resolved"
 
 
+def test_a_match_within_resolve_after_postpones_the_resolve_and_a_refired_alert_is_timed_again():
+    rule = next(r for r in RULES.rules if r.name == "slow_response")       # resolve_after: 1h
+    book = AlertBook()
+    t0, hour = at("2026-11-03T10:00:00"), 3600 * US
+    v1 = {"agent_id": "a1", "conversation_id": "v1", "customer_id": "c1", "response_s": 120.0}
+    v2 = dict(v1, conversation_id="v2")
+    book.matched(rule, v1, t0)
+    book.matched(rule, v2, t0 + 10 * 60 * US)
+    book.matched(rule, v1, t0 + 30 * 60 * US)               # v1 holds again: resolves at 10:30 + 1h
+    book.tick(t0 + hour)                                     # 11:00: v1's first due time, now stale
+    assert book.alerts["slow_response|a1|v1"].state == "firing"
+    book.tick(t0 + hour + 10 * 60 * US)                      # 11:10: v2, 1h after its only match
+    assert book.alerts["slow_response|a1|v2"].state == "resolved"
+    assert book.alerts["slow_response|a1|v2"].resolved_at == t0 + hour + 10 * 60 * US
+    book.tick(t0 + hour + 30 * 60 * US - 1)
+    assert book.alerts["slow_response|a1|v1"].state == "firing"
+    book.tick(t0 + hour + 30 * 60 * US)                      # 11:30 = 10:30 + 1h
+    assert book.alerts["slow_response|a1|v1"].state == "resolved"
+    book.matched(rule, v1, t0 + 2 * hour)                    # 12:00: fires again, timed again
+    assert book.firing_counts({"slow_response": "warning"}) == {("slow_response", "warning"): 1}
+    book.tick(t0 + 3 * hour)
+    # (v1 matched again 30 min after it was sent: the repeat_interval, so re-sent once)
+    assert [d.action for d in book.drain()] == ["firing", "firing", "repeat", "resolved", "resolved", "firing", "resolved"]
+    assert book.firing_counts({"slow_response": "warning"}) == {}
+
+
+def test_firing_counts_by_rule_and_severity():
+    book = AlertBook()
+    slow = next(r for r in RULES.rules if r.name == "slow_response")
+    complaint = next(r for r in RULES.rules if r.name == "complaint_received")
+    t0 = at("2026-11-03T10:00:00")
+    for i in range(3):
+        book.matched(slow, {"agent_id": "a1", "conversation_id": f"v{i}", "response_s": 120.0}, t0)
+    book.matched(complaint, {"agent_id": "a1", "conversation_id": "v9", "event_id": "e9"}, t0)
+    severities = {r.name: r.severity for r in RULES.rules}
+    assert book.firing_counts(severities) == {("slow_response", slow.severity): 3,
+                                              ("complaint_received", complaint.severity): 1}
+    # a rule no longer in the rule file (an alert stored by an older one) counts alert by alert
+    assert book.firing_counts({"slow_response": slow.severity}) == {
+        ("slow_response", slow.severity): 3, ("complaint_received", complaint.severity): 1}
+
+
 def test_the_same_events_twice_give_the_same_alerts():
     lines = [cust("2026-11-03T10:00:00", c="c1"), agent("2026-11-03T10:02:00", c="c1"),
              ev("complaint", "2026-11-03T10:30:00", customer_id="c1")]
