@@ -45,12 +45,15 @@ class Mirror:
 
 # (lines per batch, seconds between lines, segments alive at once at least): 7 lines 1-5 s
 # apart span 7-35 s, so the 600 s of allowed lateness keep many batches' segments; 60 lines
-# 6-30 s apart span more than the lateness: a batch applies most of what the one before held
-@pytest.mark.parametrize("batch, pace, alive", [(7, 1, 17), (60, 6, 1)])
-def test_customers_restored_from_the_segments_hold_exactly_what_was_held(batch, pace, alive):
+# 6-30 s apart span more than the lateness: a batch applies most of what the one before held.
+# With `gather` (the worker's 30 s) customers are applied a while after the lateness.
+@pytest.mark.parametrize("batch, pace, alive, gather_s", [(7, 1, 17, 0), (60, 6, 1, 0), (7, 1, 17, 30),
+                                                          (60, 6, 1, 120)])
+def test_customers_restored_from_the_segments_hold_exactly_what_was_held(batch, pace, alive, gather_s):
     for seed in (1, 2, 3):
         lines = chatty_stream(seed, pace)
         pl, mirror = Pipeline(), Mirror()
+        pl.gather = gather_s * 10**6
         pl.track_changes()
         most_segments = 0
         for i in range(0, len(lines), batch):
@@ -65,10 +68,10 @@ def test_customers_restored_from_the_segments_hold_exactly_what_was_held(batch, 
                 assert back == dataclasses.replace(c, pending=sorted(c.pending)), (seed, i, cid)
                 assert list(back.recent_ids) == list(c.recent_ids)    # in arrival order (the sweep reads the first)
             # a segment lives only while one of its events is held: at most one per
-            # batch within the allowed lateness (600 s), whose lines are `batch * pace` s apart
-            # at least (the pace is 1-5 s a line, times `pace`)
+            # batch within the allowed lateness (600 s) and the gathering, whose lines are
+            # `batch * pace` s apart at least (the pace is 1-5 s a line, times `pace`)
             most_segments = max(most_segments, len(mirror.held))
-            assert len(mirror.held) <= 600 // (batch * pace) + 2
+            assert len(mirror.held) <= (600 + gather_s) // (batch * pace) + 2
         assert most_segments >= alive
         pl.finish()                          # everything applied: every segment goes
         mirror.write_back(pl)

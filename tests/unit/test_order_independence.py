@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cspulse.core import Params, Pipeline
-from eventkit import agent, chatty_stream, cust, ev, kpis, run
+from eventkit import agent, at, chatty_stream, cust, ev, kpis, run
 
 DAY = "2026-11-03"
 
@@ -89,6 +89,12 @@ def test_shuffling_within_lateness_and_duplicating_leaves_every_kpi_unchanged(se
     p = run(*noisy, until=end, params=Params())
     assert p.stats.late == 0
     assert all_kpis(p) == expected
+    gathered = Pipeline()
+    gathered.gather = 120 * 10**6       # the worker's way: a customer's held events applied together
+    for line in noisy:
+        gathered.feed_line(line)
+    gathered.finish(at(end))
+    assert all_kpis(gathered) == expected
 
 
 def test_view_shows_what_finish_would_without_changing_the_state():
@@ -106,16 +112,19 @@ def test_view_shows_what_finish_would_without_changing_the_state():
     assert {k: seen.kpis(*k) for k in seen.counters} == all_kpis(p)
 
 
-def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
+@pytest.mark.parametrize("gather_s", [0, 120])
+def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same(gather_s):
     """A worker views every second while events stream in: its memo of each customer's
-    look-ahead must give exactly the fresh computation, as events and timers come due."""
-    from eventkit import at
+    look-ahead must give exactly the fresh computation, as events and timers come due,
+    also when it applies a customer's held events together (`gather`) and the fresh
+    one each as soon as it is due."""
 
     def nonzero(book):
         return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
 
     lines = day_of_events(7)
     tracked, fresh = Pipeline(), Pipeline()
+    tracked.gather = gather_s * 10**6
     tracked.track_changes()
     step = max(1, len(lines) // 40)
     now, views, reused = 0, 0, 0
@@ -140,13 +149,14 @@ def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same():
 
 # (lines per batch, seconds between lines): 60 lines 6 times apart span more than the
 # allowed lateness (600 s), so the stream applies some of a batch before the next look
-@pytest.mark.parametrize("batch, pace", [(1, 1), (7, 1), (60, 6)])
-def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_scratch(batch, pace):
+@pytest.mark.parametrize("batch, pace, gather_s", [(1, 1, 0), (7, 1, 0), (60, 6, 0), (7, 1, 30), (60, 6, 120)])
+def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_scratch(batch, pace, gather_s):
     """The worker resumes each customer's look-ahead with the events that came since,
     instead of running all its held events again: the views and the provisional notes
     (what the alert rules see) must be exactly those of a look-ahead done again, also
-    when a batch brings events that the stream applies before the next look."""
-    from eventkit import at
+    when a batch brings events that the stream applies before the next look, and when
+    the stream applies a customer's held events together (`gather`), so that customers
+    stand at different points of the stream."""
 
     def nonzero(book):
         return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
@@ -164,6 +174,8 @@ def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_sc
         redone.resume_look_ahead = False
         scanned.incremental_view = False
         every = (resumed, redone, scanned)
+        for p in every:
+            p.gather = gather_s * 10**6
         resumes = []
         resumed._resume = lambda *a, _r=resumed: (resumes.append(a[1]), Pipeline._resume(_r, *a))[1]
         for p in every:
@@ -243,3 +255,48 @@ def test_a_view_that_looks_only_at_what_changed_still_sees_a_timer_come_due_with
         books.append(unanswered(p.view(at("2026-11-03T11:00:01"))))
     # c1's wait (10:00:00 + 3,600 s = 11:00:00) is due; c2's (10:01:00) not yet
     assert books == [1, 1]
+
+
+def test_gathered_events_are_applied_together_and_each_customer_written_once_for_them():
+    """With `gather` 30 s, c1's messages of 10:00:00 and 10:00:20 are applied in one go,
+    once the stream's cut (newest - 600 s - 30 s) passes the first: c1 changes once for
+    the two, where applying each as soon as it is due changes it twice."""
+    changes = []
+    for gather_s in (0, 30):
+        p = Pipeline()
+        p.gather = gather_s * 10**6
+        p.track_changes()
+        p.feed_line(cust("2026-11-03T10:00:00"))
+        p.feed_line(cust("2026-11-03T10:00:20"))
+        p.drain_changes()                                   # (taking them in changed c1)
+        times = [f"2026-11-03T10:{m:02d}:{s:02d}" for m in (10, 11) for s in range(1, 60, 5)]
+        n = 0
+        for t in times:
+            p.feed_line(cust(t, c="c2"))
+            changed, *_ = p.drain_changes()
+            n += "c1" in changed
+        assert not p.ledger.customers["c1"].pending      # by 10:11:56, 10:00:20 is 636 s behind
+        changes.append(n)
+    assert changes == [2, 1]
+
+
+def test_the_daily_sweep_judges_the_state_with_every_due_event_applied_gathered_or_not():
+    """c1's conversation was last touched on 11-03 at 23:00:30; its message of 11-05
+    23:59:50 keeps it, so the wait it opens stays credited to a1, who answered there.  At
+    the sweep of 11-06 00:00:05 (newest 00:10:05 - 600 s) that message is due, but not
+    yet gathered (30 s before a 120 s cut): it must be applied before the sweep, or the
+    conversation, idle two days on what was applied, is forgotten and the unanswered
+    wait counts for the shop alone."""
+    lines = [cust("2026-11-03T23:00:00"), agent("2026-11-03T23:00:30"),
+             cust("2026-11-04T12:00:00", c="c2"), cust("2026-11-05T12:00:00", c="c2"),
+             cust("2026-11-05T23:59:50"), cust("2026-11-06T00:10:05", c="c2")]
+    unanswered = []
+    for gather_s in (0, 120):
+        p = Pipeline()
+        p.gather = gather_s * 10**6
+        for line in lines:
+            p.feed_line(line)
+        # the wait of 23:59:50 has 10 s of service hours left that day, then from 08:00: due 08:59:50
+        p.finish(at("2026-11-06T10:00:00"))
+        unanswered.append(p.book.counters[("a1", "2026-11-05")]["unanswered"])
+    assert unanswered == [1, 1]
