@@ -134,6 +134,10 @@ class Metrics:
                                   "How late a 100 ms tick of the worker's event loop ran (a stalled loop delays "
                                   "batches, alerts and scrapes)",
                                   buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5), registry=registry)
+        self.full_gc = Histogram("cspulse_full_gc_seconds",
+                                 "How long each full garbage collection held the event loop (every 15 min, "
+                                 "less often when they take long)",
+                                 buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=registry)
         self.alert_delivery_errors = Counter("cspulse_alert_delivery_errors",
                                              "Failed sends of alerts to cs.alerts (retried)", registry=registry)
 
