@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections import deque
 
 from durable import engine as durable
 
@@ -28,6 +27,7 @@ from cspulse.core.shopclock import ShopClock
 
 from .alerts import AlertBook
 from .load import RuleSet, window_prefix
+from .sliding import EMPTY, SlidingCounts
 
 _names = itertools.count(1)
 # Every fact goes to one durable-rules session: the engine holds at most 1,023 sessions
@@ -84,10 +84,8 @@ class RuleEngine:
         self._facts: dict[str, tuple[dict, dict]] = {}     # agent -> (its values, the fact asserted)
         self._windows = rules.agent_windows
         self._needed = {w: rules.needed(w) for w in self._windows}
-        longest = max((s for s in self._windows.values() if s), default=0)
-        self._horizon = round(longest * US)
-        self._recent: dict[str, deque] = {}                # agent -> (ts, kind, value) of its recent notes
-        self._slow = self.params.slow_response_s
+        self._lengths = sorted({round(s * US) for s in self._windows.values() if s})   # sliding windows, µs
+        self._recent: dict[str, dict[int, SlidingCounts]] = {}   # agent -> window length -> its counts
         # customer -> (its look-ahead's notes observed, in time order; the alert keys they matched)
         self._seen_ahead: dict[str, tuple[list, frozenset]] = {}
 
@@ -98,10 +96,14 @@ class RuleEngine:
         the customer whose look-ahead wrote it; see AlertBook.reconcile)."""
         kind, now = note["kind"], note["ts"]
         agent = note.get("agent_id")
-        if self._horizon and agent is not None and provisional_for is None \
+        if self._lengths and agent is not None and provisional_for is None \
                 and kind in ("response", "complaint", "order_flagged"):
-            recent = self._recent.setdefault(agent, deque())
-            recent.append((now, kind, note.get("response_s")))
+            windows = self._recent.get(agent)
+            if windows is None:
+                slow = self.params.slow_response_s
+                windows = self._recent[agent] = {n: SlidingCounts(n, slow) for n in self._lengths}
+            for counts in windows.values():
+                counts.add(now, kind, note.get("response_s"))
         rules = self._by_kind.get(kind)
         if not rules:
             return
@@ -188,15 +190,8 @@ class RuleEngine:
         return values
 
     def _sliding(self, agent: str, now: int, length: int) -> dict:
-        recent = self._recent.get(agent, ())
-        while recent and recent[0][0] <= now - self._horizon:
-            recent.popleft()
-        times = [v for ts, kind, v in recent if kind == "response" and ts > now - length]
-        return {"responses": len(times),
-                "avg_response_time_s": sum(times) / len(times) if times else None,
-                "slow_responses": sum(1 for t in times if t > self._slow),
-                "complaints": sum(1 for ts, kind, _ in recent if kind == "complaint" and ts > now - length),
-                "abnormal_orders": sum(1 for ts, kind, _ in recent if kind == "order_flagged" and ts > now - length)}
+        counts = self._recent.get(agent, {}).get(length)
+        return counts.at(now) if counts is not None else dict(EMPTY)
 
     # -- judging --------------------------------------------------------------
 
