@@ -641,9 +641,9 @@ async def refresh_live_kpis() -> None:
     _spare_the_collector(started)
 
 
-_next_full_collection = 0.0
 FULL_COLLECTION_EVERY_S = 900
 FULL_COLLECTION_SHARE = 0.001
+_last_full_collection: tuple[float, float, int] | None = None   # (when, seconds it took, objects it scanned)
 
 
 def _spare_the_collector(now: float) -> None:
@@ -654,21 +654,27 @@ def _spare_the_collector(now: float) -> None:
     a second (measured: the p99 of alert and KPI latency).  So what survived to a
     refresh is frozen, out of the collector's sight, and now and then it is thawed
     for one full collection, so cycles some library left behind still go: every 15
-    minutes, or less often when one takes long, so that they hold the loop at most
-    0.1% of the time (a full collection scans every object: measured 0.16 s after a
-    backlog, ≈ 0.7 µs an object, so seconds for a heap of gigabytes; it found a few
-    hundred unreachable objects).  `cspulse_full_gc_seconds` shows each."""
-    global _next_full_collection
-    if now >= _next_full_collection:
-        gc.unfreeze()
-        started = time.perf_counter()
-        freed = gc.collect()
-        took = time.perf_counter() - started
-        metrics.full_gc.observe(took)
-        _next_full_collection = now + max(FULL_COLLECTION_EVERY_S, took / FULL_COLLECTION_SHARE)
-        log.info("full garbage collection: %d unreachable objects freed, the loop held %.2f s; the next in %.0f s",
-                 freed, took, _next_full_collection - now)
+    minutes, or less often when one would take long, so that they hold the loop at
+    most 0.1% of the time.  A full collection scans every object (≈ 0.7 µs each
+    here): seconds for a heap of gigabytes, so its length is foreseen from the last
+    one's, scaled by the objects frozen since; the ones measured after a backlog found
+    a few hundred unreachable objects.  `cspulse_full_gc_seconds` shows each."""
+    global _last_full_collection
+    frozen = gc.get_freeze_count()
+    if _last_full_collection is not None:
+        when, took, scanned = _last_full_collection
+        foreseen = took * max(1.0, frozen / max(scanned, 1))
+        if now - when < max(FULL_COLLECTION_EVERY_S, foreseen / FULL_COLLECTION_SHARE):
+            gc.freeze()
+            return
+    gc.unfreeze()
+    started = time.perf_counter()
+    freed = gc.collect()
+    took = time.perf_counter() - started
+    metrics.full_gc.observe(took)
     gc.freeze()
+    _last_full_collection = (now, took, gc.get_freeze_count())
+    log.info("full garbage collection: %d unreachable objects freed, the loop held %.2f s", freed, took)
 
 
 _alerts_loaded = False

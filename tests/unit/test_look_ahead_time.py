@@ -1,6 +1,8 @@
 """The worker never looks ahead as of a time before its latest look-ahead: that would
 start every customer's look-ahead over (`streams.worker._ahead_time`)."""
 
+import pytest
+
 from cspulse.core import Params, Pipeline
 from eventkit import at, cust
 from streams import worker
@@ -33,21 +35,30 @@ def test_the_look_ahead_time_follows_the_newest_event_when_the_clock_is_behind()
     assert worker._ahead_time(pl, at("2026-11-03T10:00:05")) == at("2026-11-03T10:00:05")
 
 
-def test_full_collections_come_every_15_min_or_less_often_when_they_take_long(monkeypatch):
-    """The worker thaws its frozen state for one full garbage collection every 900 s, or,
-    when one held the loop longer than 0.9 s, after 1,000 times what it took (the loop
-    held 0.1% of the time at most)."""
+def test_full_collections_come_every_15_min_or_less_often_when_they_would_take_long(monkeypatch):
+    """The worker thaws its frozen state for one full garbage collection every 900 s, or
+    less often so that they hold the loop 0.1% of the time at most: after 1,000 times
+    what the last one took, scaled by how many more objects are frozen since."""
     import gc
-    clock = [100.0]
-    for took, wait in ((0.2, 900.0), (2.0, 2000.0)):      # 0.2 s: 900 s; 2 s x 1,000 = 2,000 s
-        monkeypatch.setattr(worker, "_next_full_collection", 0.0)
-        monkeypatch.setattr(worker.time, "perf_counter", lambda: clock[0])
-        monkeypatch.setattr(gc, "collect", lambda: clock.__setitem__(0, clock[0] + took) or 0)
-        try:
-            worker._spare_the_collector(5000.0)
-            assert worker._next_full_collection == 5000.0 + wait
-            before = clock[0]
-            worker._spare_the_collector(5000.0 + wait - 1)    # not yet: no collection
-            assert clock[0] == before
-        finally:
-            gc.unfreeze()
+    clock, frozen, collected = [100.0], [1_000_000], []
+
+    def collect():
+        clock[0] += 0.2 * frozen[0] / 1_000_000       # 0.2 s a million objects
+        collected.append(clock[0])
+        return 0
+    monkeypatch.setattr(worker, "_last_full_collection", None)
+    monkeypatch.setattr(worker.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(gc, "collect", collect)
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: frozen[0])
+    try:
+        def at(t):
+            n = len(collected)
+            worker._spare_the_collector(t)
+            return len(collected) > n
+        assert at(0.0)                      # the first refresh: 0.2 s
+        assert not at(899.0) and at(900.0)  # 0.2 s x 1,000 = 200 s: the 15 min rule
+        frozen[0] = 20_000_000              # 20x the objects: 4 s foreseen, so 4,000 s
+        assert not at(900.0 + 3990) and at(900.0 + 4010)
+        assert clock[0] == pytest.approx(100.0 + 0.2 + 0.2 + 4.0)
+    finally:
+        gc.unfreeze()
