@@ -38,7 +38,7 @@ def test_the_look_ahead_time_follows_the_newest_event_when_the_clock_is_behind()
 def test_full_collections_come_every_15_min_or_less_often_when_they_would_take_long(monkeypatch):
     """The worker thaws its frozen state for one full garbage collection every 900 s, or
     less often so that they hold the loop 0.1% of the time at most: after 1,000 times
-    what the last one took, scaled by how many more objects are frozen since."""
+    what the last one took, scaled by how much the resident memory grew since."""
     import gc
     clock, frozen, collected = [100.0], [1_000_000], []
 
@@ -49,7 +49,7 @@ def test_full_collections_come_every_15_min_or_less_often_when_they_would_take_l
     monkeypatch.setattr(worker, "_last_full_collection", None)
     monkeypatch.setattr(worker.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(gc, "collect", collect)
-    monkeypatch.setattr(gc, "get_freeze_count", lambda: frozen[0])
+    monkeypatch.setattr(worker, "_resident_bytes", lambda: frozen[0] * 500)   # 500 bytes an object
     try:
         def at(t):
             n = len(collected)
@@ -57,7 +57,7 @@ def test_full_collections_come_every_15_min_or_less_often_when_they_would_take_l
             return len(collected) > n
         assert at(0.0)                      # the first refresh: 0.2 s
         assert not at(899.0) and at(900.0)  # 0.2 s x 1,000 = 200 s: the 15 min rule
-        frozen[0] = 20_000_000              # 20x the objects: 4 s foreseen, so 4,000 s
+        frozen[0] = 20_000_000              # 20x the memory: 4 s foreseen, so 4,000 s
         assert not at(900.0 + 3990) and at(900.0 + 4010)
         assert clock[0] == pytest.approx(100.0 + 0.2 + 0.2 + 4.0)
     finally:
