@@ -27,7 +27,7 @@ from cspulse.core.shopclock import ShopClock
 
 from .alerts import AlertBook
 from .load import RuleSet, window_prefix
-from .sliding import EMPTY, SlidingCounts
+from .sliding import SlidingCounts
 
 _names = itertools.count(1)
 # Every fact goes to one durable-rules session: the engine holds at most 1,023 sessions
@@ -98,11 +98,7 @@ class RuleEngine:
         agent = note.get("agent_id")
         if self._lengths and agent is not None and provisional_for is None \
                 and kind in ("response", "complaint", "order_flagged"):
-            windows = self._recent.get(agent)
-            if windows is None:
-                slow = self.params.slow_response_s
-                windows = self._recent[agent] = {n: SlidingCounts(n, slow) for n in self._lengths}
-            for counts in windows.values():
+            for counts in self._windows_of(agent).values():
                 counts.add(now, kind, note.get("response_s"))
         rules = self._by_kind.get(kind)
         if not rules:
@@ -190,8 +186,14 @@ class RuleEngine:
         return values
 
     def _sliding(self, agent: str, now: int, length: int) -> dict:
-        counts = self._recent.get(agent, {}).get(length)
-        return counts.at(now) if counts is not None else dict(EMPTY)
+        return self._windows_of(agent)[length].at(now)
+
+    def _windows_of(self, agent: str) -> dict[int, SlidingCounts]:
+        windows = self._recent.get(agent)
+        if windows is None:
+            slow = self.params.slow_response_s
+            windows = self._recent[agent] = {n: SlidingCounts(n, slow) for n in self._lengths}
+        return windows
 
     # -- judging --------------------------------------------------------------
 

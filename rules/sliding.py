@@ -17,7 +17,10 @@ import itertools
 
 from cspulse.core.params import US
 
+
 class SlidingCounts:
+    """One agent's notes over one window length (µs), counted as they come and go."""
+
     def __init__(self, length: int, slow_s: float) -> None:
         self.length, self.slow_s = length, slow_s     # µs; a response slower than slow_s seconds is slow
         self._heap: list[tuple[int, int, str, int, bool]] = []   # (ts, seq, kind, response µs, slow)
@@ -53,6 +56,3 @@ class SlidingCounts:
             self.complaints += sign
         else:
             self.flagged += sign
-
-
-EMPTY = {"responses": 0, "avg_response_time_s": None, "slow_responses": 0, "complaints": 0, "abnormal_orders": 0}

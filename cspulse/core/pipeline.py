@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 
 from .book import KpiBook
 from .desk import AgentDesk
+from .due import DueQueue
 from .events import EVENT_TYPES, Event, ImprovementPlanSubmitted, Message, Rejected, decode
 from .ledger import CustomerLedger
 from .params import US, Params
@@ -66,14 +67,13 @@ class _Ahead:
     it ran (the customer as if all its held events were applied and timers fired), the
     last held item it applied and the latest timer it fired."""
 
-    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "came", "queued")
+    __slots__ = ("facts", "cust", "last", "fired", "notes", "marks", "kept", "kept_notes", "came")
 
     def __init__(self, facts, cust, last, fired, notes, marks):
         self.facts, self.cust, self.last, self.fired, self.notes = facts, cust, last, fired, notes
         self.marks = marks      # (time, facts, notes so far) after each step, in time order
         self.kept = self.kept_notes = 0     # facts[:kept], notes[:kept_notes]: since applied for real
         self.came: list = []    # items held for the customer since (some may be applied already)
-        self.queued = None      # the due time last queued for it (`Pipeline._queue_due`)
 
     def live_facts(self) -> list:
         return self.facts[self.kept:]
@@ -149,14 +149,12 @@ class Pipeline:
         self._dirty: set[str] = set()
         self._ahead_now = -1
         # Once a view has looked at every customer, the next look only at what can have
-        # changed: customers changed since, kept look-aheads whose copy has a timer due
-        # (heap of (due, customer)), and customers without one whose earliest timer comes
-        # due (heap, and the time queued per customer); a pass over all customers cost
-        # what the shop has in memory at every refresh.
+        # changed: customers changed since, kept look-aheads whose copy has a timer due,
+        # and customers without one whose earliest timer comes due; a pass over all
+        # customers cost what the shop has in memory at every refresh.
         self._ahead_complete = False
-        self._ahead_due: list[tuple[int, str]] = []
-        self._wake: list[tuple[int, str]] = []
-        self._wake_at: dict[str, int] = {}
+        self._ahead_due = DueQueue()
+        self._wake = DueQueue()
         # customer -> the notes of its latest look-ahead ([] once it has none), since the owner
         # last drained them; None: notes not wanted
         self.ahead_notes: dict | None = {} if getattr(self, "ahead_notes", None) is not None else None
@@ -315,19 +313,8 @@ class Pipeline:
             return
         ahead, dirty, customers = self._ahead, self._take_dirty(), self.ledger.customers
         again, fresh = self._sort_changed(dirty, now)
-        queue = self._ahead_due
-        while queue and queue[0][0] <= now:
-            due, cid = heapq.heappop(queue)
-            entry = ahead.get(cid)
-            if entry is not None and entry.queued == due:
-                entry.queued = None
-                again.add(cid)
-        wake, wake_at = self._wake, self._wake_at
-        while wake and wake[0][0] <= now:
-            due, cid = heapq.heappop(wake)
-            if wake_at.get(cid) != due:
-                continue                # queued again since, for another time
-            del wake_at[cid]
+        again.update(cid for cid in self._ahead_due.pop_due(now) if cid in ahead)
+        for cid in self._wake.pop_due(now):
             cust = customers.get(cid)
             if cid not in ahead and cid not in dirty and cust is not None and _needs_ahead(cust, now):
                 fresh.append(cid)
@@ -365,9 +352,8 @@ class Pipeline:
                 again.append(cid)
         self._resume_or_redo(again, now)
         self._ahead_for([cid for cid in concerned if cid not in ahead], now)
-        self._ahead_due, self._wake, self._wake_at = [], [], {}
+        self._ahead_due, self._wake = DueQueue(), DueQueue()
         for cid, entry in ahead.items():
-            entry.queued = None
             self._queue_due(cid, entry)
         for cid, cust in self.ledger.customers.items():
             if cid not in ahead:
@@ -376,21 +362,17 @@ class Pipeline:
 
     def _queue_due(self, cid: str, entry: _Ahead) -> None:
         """Look at this kept look-ahead again when its copy's next timer comes due."""
-        due = entry.due
-        if due is not None and due != entry.queued:
-            entry.queued = due
-            heapq.heappush(self._ahead_due, (due, cid))
+        if (due := entry.due) is not None:
+            self._ahead_due.put(cid, due)
 
     def _queue_wake(self, cid: str, cust) -> None:
         """Look at this customer (no held events) when its earliest timer comes due."""
         if cust.timers:
-            due = cust.timers[0][0]
-            if self._wake_at.get(cid) != due:
-                self._wake_at[cid] = due
-                heapq.heappush(self._wake, (due, cid))
+            self._wake.put(cid, cust.timers[0][0])
 
     def _forget_ahead(self, cid: str) -> None:
         self._ahead_book.take_back(self._ahead.pop(cid).live_facts())
+        self._ahead_due.discard(cid)
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = []
 
