@@ -3,13 +3,17 @@
 Chat, orders, feedback and reviews share one partition count, so partition p of
 every input topic is one unit of work: the customers whose key hashes to p and
 the agents whose key hashes to p (reviews and spot checks are keyed by agent).
-The agent stays thin: it feeds each message to its partition's pipeline and
-writes back, into changelog-backed tables, exactly what changed: the customers
-(their timers and recent ids included), the events held in the batch (each
-written once, `streams/held_log.py`), the agents, the book's buckets and the
-partition's clock.  With `exactly_once` those writes, the dead
-letters and the consumed offsets commit together, so a killed worker resumes
-from the last transaction: nothing lost, nothing counted twice.
+Faust owns the group (an agent subscribes to the inputs) and the tables; the
+inputs are read in batches by a consumer of the worker's own (`streams/inputs.py`,
+`read_inputs`), which feeds each record to its partition's pipeline and writes
+back, into changelog-backed tables, exactly what changed: the customers (their
+timers and recent ids included), the events held in the batch (each written
+once, `streams/held_log.py`), the agents, the book's buckets and the partition's
+clock with the input offsets its state includes.  Those writes, the dead letters
+and the consumed offsets commit together in the partition's transaction
+(`_commit`), and a restored partition is read from the offsets its state
+records, so a killed worker resumes from the last transaction: nothing lost,
+nothing counted twice.
 
 Facts are summed per partition and the partitions are summed when KPIs are
 read (sums commute), so no repartition hop is needed; each worker writes its
@@ -44,6 +48,7 @@ from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
 from streams.held_log import HeldSegments, RecentIds, dump_customer, load_customer
+from streams.inputs import InputReader, keep_faust_off
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
@@ -79,7 +84,7 @@ ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
 ALL_INPUTS = frozenset(PREFIX + t for t in INPUT_TOPICS)
 IDLE_S = 2.0
 _read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to its end, as last checked
-# Up to 2000 events, or what came within 100 ms: a backlog still comes in full batches
+# Up to 2000 records, or what came within 100 ms: a backlog comes in full batches
 # (fewer changelog messages), and a live event waits at most 100 ms for its batch (an
 # alert's latency; measured at 1,000 events/s: p99 413 ms at 100 ms, 511 ms at 200 ms).
 BATCH, BATCH_WITHIN_S = 2000, 0.1
@@ -210,45 +215,30 @@ _UNKNOWN = -2                                  # a state from before offsets wer
 
 
 async def _in_step(p: int, share: list) -> list:
-    """The events of a partition's share the state still needs: without re-deliveries it
-    already has, and with any gap before an event filled in."""
+    """The records of a partition's share the state still needs: without re-deliveries it
+    already has, and with any gap before a record filled in."""
     applied = _applied[p]
     kept: dict[str, int] = {}       # topic -> last offset kept from this share
     out = []
-    for event in share:
-        m = event.message
-        last = kept.get(m.topic, applied.get(m.topic, -1))
+    for r in share:
+        last = kept.get(r.topic, applied.get(r.topic, -1))
         if last == _UNKNOWN:
-            out.append(event)
+            out.append(r)
             continue
-        if m.offset <= last:
+        if r.offset <= last:
             continue                        # already in the state: a re-delivery
-        if m.offset > last + 1:
+        if r.offset > last + 1:
             log.warning("%s:%d delivered offset %d but its state stands at %d: reading the gap from Kafka",
-                        m.topic, p, m.offset, last)
-            out += await _read_gap(m.topic, p, last + 1, m.offset)
+                        r.topic, p, r.offset, last)
+            out += await _read_gap(r.topic, p, last + 1, r.offset)
             metrics.gaps_reread.inc()
-            await _gap_for_faust(m.topic, p, last + 1, m.offset - 1)
-        kept[m.topic] = m.offset
-        out.append(event)
+        kept[r.topic] = r.offset
+        out.append(r)
     return out
 
 
-async def _gap_for_faust(topic: str, p: int, first: int, last: int) -> None:
-    """Tell Faust's consumer that offsets first..last are handled: it commits a partition's
-    offsets only up to the first it never acknowledged (faust-streaming 0.15, `_add_gap`)."""
-    from faust.types import TP
-    try:
-        await app.consumer._add_gap(TP(topic, p), first, last)
-    except Exception:
-        log.exception("could not hand the gap %s:%d [%d, %d] to Faust; its commits of that partition may stall",
-                      topic, p, first, last)
-
-
 async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
-    """Messages [start, end) of one partition, as stand-ins for Faust's events."""
-    from types import SimpleNamespace
-
+    """Records [start, end) of one partition."""
     from aiokafka import TopicPartition
     consumer = _plain_consumer("cspulse-gap")
     await consumer.start()
@@ -257,7 +247,7 @@ async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
         tp = TopicPartition(topic, p)
         consumer.assign([tp])
         consumer.seek(tp, start)
-        while not out or out[-1].message.offset < end - 1:
+        while not out or out[-1].offset < end - 1:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
             records = batch.get(tp, [])
             if not records:
@@ -267,8 +257,7 @@ async def _read_gap(topic: str, p: int, start: int, end: int) -> list:
             for r in records:
                 if r.offset >= end:
                     break
-                out.append(SimpleNamespace(key=r.key, value=r.value, message=SimpleNamespace(
-                    topic=topic, partition=p, offset=r.offset, timestamp=r.timestamp / 1000)))
+                out.append(r)
     finally:
         await consumer.stop()
     return out
@@ -282,59 +271,173 @@ def _plain_consumer(client_id: str):
 
 
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
-    """Feed one partition's share of a batch to its pipeline and write back; return the dead letters."""
+    """Feed one partition's share of a batch (aiokafka records) to its pipeline and write
+    back; return the dead letters."""
     pl = pipelines[p]
     wall = time.monotonic()
     applied = _applied[p]
-    for event in batch:
-        _last_heard[(p, event.message.topic)] = wall
-        applied[event.message.topic] = event.message.offset
+    for r in batch:
+        _last_heard[(p, r.topic)] = wall
+        applied[r.topic] = r.offset
     idle = {t for t in ORDERED_INPUTS
             if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
     dead, before = [], tally(pl.stats)
-    for event in batch:
-        message = event.message
-        bad = pl.feed_line(event.value, message.topic, idle)
+    for r in batch:
+        bad = pl.feed_line(r.value, r.topic, idle)
         if bad is not None:
-            envelope = {"reason": bad.reason, "source": f"{message.topic}:{p}:{message.offset}",
-                        "event_id": bad.event_id, "raw": event.value.decode("utf-8", "replace")}
-            dead.append((event.key, json.dumps(envelope, ensure_ascii=False).encode()))
+            envelope = {"reason": bad.reason, "source": f"{r.topic}:{p}:{r.offset}",
+                        "event_id": bad.event_id, "raw": r.value.decode("utf-8", "replace")}
+            dead.append((r.key, json.dumps(envelope, ensure_ascii=False).encode()))
     _write_back(p, pl)
     metrics.count(before, tally(pl.stats))
     return dead
 
 
 @app.agent(inputs)
-async def process(stream):
-    # Batches amortise Faust's per-event cost and write each changed key once; the
-    # events of a batch are acknowledged only after it is processed and written back.
-    async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        started = time.perf_counter()
-        shares: dict[int, list] = defaultdict(list)
-        for event in batch:
-            shares[event.message.partition].append(event)
-        newest = max(e.message.timestamp for e in batch)
-        dead = []
-        for p, share in shares.items():
-            if p not in pipelines:
-                pipelines[p] = _restore(p)
-            share = await _in_step(p, share)
-            if share:
-                dead += [(p, letter) for letter in _feed(p, share)]
-        async with whole_batch(app.consumer):
-            await _publish()
-            for p, (key, envelope) in dead:
-                await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
-        # Alerts about single events without waiting for the allowed lateness: the
-        # look-ahead of the customers this batch changed gives their notes now.
-        if _alerts_loaded:
-            now = now_us()
-            for p in shares:
-                pipelines[p].look_ahead_changed(_ahead_time(pipelines[p], now))
-            alerting.step(pipelines, None, now)
-            await _send_alerts()
-        metrics.batch.observe(time.perf_counter() - started)
-        metrics.lag.set(max(0.0, time.time() - newest))
+async def subscribe(stream):
+    """Subscribes the app to the inputs (Faust's assignment, table recovery and
+    transactional producers follow the subscription); `read_inputs` reads them.
+    Faust is kept from fetching them (`keep_faust_off`): anything it fetched before
+    that took hold is dropped here, and read again by the reader from the state's offsets."""
+    dropped = 0
+    async for _ in stream.events():
+        dropped += 1
+        if dropped == 1 or dropped % 10_000 == 0:
+            log.warning("Faust delivered %d input messages itself; dropped (the reader reads them)", dropped)
+
+
+async def _process(batch: list) -> None:
+    """One batch of input records: fed to the partitions' pipelines, written back in the
+    partitions' transactions, then the alerts of what it changed."""
+    started = time.perf_counter()
+    shares: dict[int, list] = defaultdict(list)
+    for r in batch:
+        shares[r.partition].append(r)
+    newest = max(r.timestamp for r in batch) / 1000
+    dead = []
+    for p, share in shares.items():
+        if p not in pipelines:
+            pipelines[p] = _restore(p)
+        share = await _in_step(p, share)
+        if share:
+            dead += [(p, letter) for letter in _feed(p, share)]
+    async with whole_batch(app.consumer):
+        await _publish()
+        for p, (key, envelope) in dead:
+            await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
+    # Alerts about single events without waiting for the allowed lateness: the
+    # look-ahead of the customers this batch changed gives their notes now.
+    if _alerts_loaded:
+        now = now_us()
+        for p in shares:
+            pipelines[p].look_ahead_changed(_ahead_time(pipelines[p], now))
+        alerting.step(pipelines, None, now)
+        await _send_alerts()
+    metrics.batch.observe(time.perf_counter() - started)
+    metrics.lag.set(max(0.0, time.time() - newest))
+
+
+_reader: InputReader | None = None
+_batch_lock = asyncio.Lock()       # a rebalance waits for the batch in hand (`_forget_partitions`)
+_last_commit = 0.0
+_committed: dict[int, dict[str, int]] = {}    # partition -> topic -> last offset committed
+
+
+@app.task
+async def read_inputs() -> None:
+    """Read the inputs in batches (`streams/inputs.py`) and process them, committing the
+    partitions' transactions every `broker_commit_interval`."""
+    global _reader
+    keep_faust_off(app.consumer, ALL_INPUTS)
+    reader = _reader = InputReader(SETTINGS.kafka)
+    await reader.start()
+    while not app.should_stop:
+        if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            async with _batch_lock:
+                batch = []
+                if not app.rebalancing and await _follow_assignment(reader):
+                    batch = await reader.take(BATCH, BATCH_WITHIN_S)
+                    if batch and app.rebalancing:
+                        # read past, not processed: read again from the states after the rebalance
+                        batch, reader.positions = [], {}
+                    elif batch:
+                        await _process(batch)
+                if not app.rebalancing:
+                    await _commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Half a batch may be in the tables and not in their changelogs: only a restart
+            # from the changelogs is exact again.  (Faust does the same with a fenced producer.)
+            log.exception("processing a batch of the inputs failed; stopping the worker, which restarts "
+                          "from its last committed state")
+            await app.crash(exc)
+            return
+        if not batch:
+            await asyncio.sleep(0.05 if not reader.assigned() else 0)
+
+
+async def _follow_assignment(reader: InputReader) -> bool:
+    """Read the input partitions Faust assigned this worker, each from the first offset its
+    restored state does not hold; return whether there are any."""
+    from aiokafka import TopicPartition
+    wanted = {TopicPartition(tp.topic, tp.partition) for tp in _assigned_inputs(ALL_INPUTS)}
+    if wanted == reader.assigned():
+        return bool(wanted)
+    positions: dict = {}
+    unknown = []
+    for tp in sorted(wanted):
+        if tp.partition not in pipelines:
+            pipelines[tp.partition] = _restore(tp.partition)
+        last = _applied[tp.partition].get(tp.topic)
+        if last == _UNKNOWN:
+            unknown.append(tp)
+        positions[tp] = None if last is None else last + 1
+    for tp, offset in (await _group_offsets(unknown)).items():
+        positions[tp] = offset
+    reader.assign(positions)
+    _committed.clear()
+    _committed.update({p: dict(_applied[p]) for p in {tp.partition for tp in wanted}})
+    log.info("reading %d input partitions from their states' offsets", len(wanted))
+    return bool(wanted)
+
+
+async def _group_offsets(tps: list) -> dict:
+    """The group's committed offsets of partitions whose state does not say which offsets it
+    holds (written by a version that did not keep them)."""
+    if not tps:
+        return {}
+    from aiokafka import AIOKafkaConsumer
+    consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka, group_id=app.conf.id, enable_auto_commit=False,
+                                client_id="cspulse-offsets")
+    await consumer.start()
+    try:
+        return {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+async def _commit() -> None:
+    """Commit the transactions of the partitions read since the last commit, with the
+    offsets their states hold (the changelog messages of their batches are in them)."""
+    global _last_commit
+    now = time.monotonic()
+    if now - _last_commit < app.conf.broker_commit_interval:
+        return
+    _last_commit = now
+    from aiokafka import TopicPartition as TP      # (aiokafka checks the type of the offsets' keys)
+    moved = {p: {TP(t, p): o + 1 for t, o in _applied[p].items() if o >= 0 and _committed.get(p, {}).get(t) != o}
+             for p in list(_applied)}
+    moved = {p: offsets for p, offsets in moved.items() if offsets}
+    if not moved:
+        return
+    # one partition's transaction does not wait for another's (Faust commits them one by one)
+    await asyncio.gather(*(app.consumer.transactions.commit(offsets) for offsets in moved.values()))
+    for p, offsets in moved.items():
+        _committed.setdefault(p, {}).update({tp.topic: o - 1 for tp, o in offsets.items()})
 
 
 _stalls = StallWatch(after_s=60.0)
@@ -373,7 +476,8 @@ async def watch_for_stalls() -> None:
         # its fetching at the first offset the state lacks (what is before it is skipped
         # as re-delivered, see `_in_step`).
         try:
-            await app.consumer.seek(tp, applied[tp] + 1)
+            if _reader is not None and tp in _reader.assigned():
+                _reader.seek(tp, applied[tp] + 1)
         except Exception:
             log.exception("seeking %s:%d failed", tp.topic, tp.partition)
     metrics.stalled.set(len(stalled))
@@ -381,7 +485,15 @@ async def watch_for_stalls() -> None:
 
 async def _forget_partitions(app, partitions, **kwargs) -> None:
     # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
-    # and no input counts as idle until it is seen read to its end again.
+    # and read from the offsets that state holds; no input counts as idle until it is seen
+    # read to its end again.  The batch in hand is finished first.
+    async with _batch_lock:
+        _forget_all()
+
+
+def _forget_all() -> None:
+    if _reader is not None:
+        _reader.positions = {}
     pipelines.clear()
     _segments.clear()
     _ids.clear()
@@ -399,7 +511,9 @@ async def _check_read_to_end() -> None:
 
 
 async def _at_end(tp) -> bool:
-    end = app.consumer.highwater(tp)
+    from aiokafka import TopicPartition
+    tp = TopicPartition(tp.topic, tp.partition)
+    end = _reader.highwater(tp) if _reader is not None else None
     if end is None:
         return False
     if end == 0:
@@ -411,7 +525,7 @@ async def _at_end(tp) -> bool:
         # (measured: a worker joining mid-stream hung its store tick on it, and its
         # partitions' KPIs were never stored again)
         try:
-            position = await asyncio.wait_for(app.consumer.position(tp), 0.2)
+            position = await asyncio.wait_for(_reader.position(tp), 0.2)
         except Exception:
             return False
         return position is not None and position >= end
@@ -771,3 +885,5 @@ async def _stop_alerts_producer(app, **kwargs) -> None:
         await _alerts_producer.stop()
     if _stall_reader is not None:
         await _stall_reader.stop()
+    if _reader is not None:
+        await _reader.stop()
