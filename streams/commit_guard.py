@@ -13,6 +13,11 @@ mid-backlog, with no gap between state and offsets).  With whole batches in ever
 transaction, a restored partition is the state its `clocks` record describes, and
 the worker's `_in_step` skips exactly what that state already holds.
 
+Since the worker reads its inputs itself (`streams/inputs.py`) and commits the
+partitions' transactions between batches (`streams/worker.py`, `_commit`), Faust
+has no input offsets of its own to commit; the guard stays around each hand-over
+for the input messages Faust may still deliver before it is kept off them.
+
 Faust has no public way to hold its commits.  `whole_batch` takes the consumer's
 own "a commit is running" future, which `Consumer.commit` waits for and then skips
 (the next commit covers what it would have); a commit already running is waited

@@ -21,25 +21,32 @@ offsets still show the lag to the usual tools.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 def keep_faust_off(consumer, topics: frozenset[str]) -> None:
-    """Keep Faust's consumer from fetching `topics`: the partitions it fetches are those
-    `_get_active_partitions` gives (faust-streaming 0.15), which Faust's pauses and
-    resumes edit in place; the inputs are taken out each time it is asked."""
+    """Keep Faust's consumer from fetching `topics`: each fetch (`_getmany`, faust-streaming
+    0.15) is handed the partitions Faust wants less these, in a set of its own.  (Taking
+    them out of Faust's own set of active partitions was not enough: the fetch thread
+    reads that set while Faust's resumes put them back, and Faust delivered tens of
+    thousands of input messages after a restart.)  With none left, nothing is fetched:
+    aiokafka takes no partitions as all of them."""
     if getattr(consumer, "_cspulse_inputs_off", False):
         return
-    active = consumer._get_active_partitions
+    fetch = consumer._getmany
 
-    def without_inputs():
-        tps = active()
-        tps.difference_update([tp for tp in tps if tp.topic in topics])
-        return tps
+    async def without_inputs(active_partitions, timeout):
+        if active_partitions is not None:
+            active_partitions = {tp for tp in active_partitions if tp.topic not in topics}
+            if not active_partitions:
+                await asyncio.sleep(min(timeout, 0.2))
+                return {}
+        return await fetch(active_partitions, timeout)
 
-    consumer._get_active_partitions = without_inputs
+    consumer._getmany = without_inputs
     consumer._cspulse_inputs_off = True
 
 
@@ -61,8 +68,8 @@ class InputReader:
 
     async def stop(self) -> None:
         if self.started:
+            self.started = False        # first: a `take` it ends raises, and that is no failure
             await self.consumer.stop()
-            self.started = False
 
     def assign(self, positions: dict[TopicPartition, int | None]) -> None:
         """Read these partitions, each from its offset (None: from the earliest)."""

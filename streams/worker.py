@@ -401,6 +401,8 @@ async def read_inputs() -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if app.should_stop or not reader.started:
+                return                  # the worker is stopping (and stopped the reader)
             # Half a batch may be in the tables and not in their changelogs: only a restart
             # from the changelogs is exact again.  (Faust does the same with a fenced producer.)
             log.exception("processing a batch of the inputs failed; stopping the worker, which restarts "
@@ -518,7 +520,9 @@ async def watch_for_stalls() -> None:
 async def _forget_partitions(app, partitions, **kwargs) -> None:
     # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
     # and read from the offsets that state holds; no input counts as idle until it is seen
-    # read to its end again.  The batch in hand is finished first.
+    # read to its end again.  The batch in hand is finished first.  (Faust is kept off the
+    # inputs from the first assignment on: Faust's fetching starts before the app's tasks.)
+    keep_faust_off(app.consumer, ALL_INPUTS)
     async with _batch_lock:
         await _published()
         _forget_all()
