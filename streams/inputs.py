@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 
 def keep_faust_off(consumer, topics: frozenset[str]) -> None:
@@ -51,15 +51,13 @@ def keep_faust_off(consumer, topics: frozenset[str]) -> None:
 
 
 class InputReader:
-    """A consumer outside any group (the worker's Faust consumer is the member), reading
-    committed messages of the partitions it is given from the offsets it is given."""
+    """An aiokafka consumer outside any group (the worker's Faust consumer is the member),
+    reading committed messages of the partitions it is given from the offsets it is given."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                         isolation_level="read_committed", auto_offset_reset="earliest",
-                                         client_id="cspulse-inputs")
+    def __init__(self, consumer) -> None:
+        self.consumer = consumer
         self.started = False
-        self.positions: dict[TopicPartition, int | None] = {}
+        self._assigned: frozenset[TopicPartition] = frozenset()
 
     async def start(self) -> None:
         if not self.started:
@@ -73,7 +71,7 @@ class InputReader:
 
     def assign(self, positions: dict[TopicPartition, int | None]) -> None:
         """Read these partitions, each from its offset (None: from the earliest)."""
-        self.positions = dict(positions)
+        self._assigned = frozenset(positions)
         self.consumer.assign(list(positions))
         for tp, offset in positions.items():
             if offset is None:
@@ -84,12 +82,16 @@ class InputReader:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.consumer.seek(tp, offset)
 
-    def assigned(self) -> set[TopicPartition]:
-        return set(self.positions)
+    def assigned(self) -> frozenset[TopicPartition]:
+        return self._assigned
+
+    def forget(self) -> None:
+        """Take the partitions again from the next `assign` (read since: not processed)."""
+        self._assigned = frozenset()
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """The partition's end offset as of the last fetch (None: not fetched yet)."""
-        if tp not in self.positions:
+        if tp not in self._assigned:
             return None
         return self.consumer.highwater(tp)
 

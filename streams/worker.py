@@ -379,8 +379,7 @@ async def read_inputs() -> None:
     """Read the inputs in batches (`streams/inputs.py`) and process them, committing the
     partitions' transactions every `broker_commit_interval`."""
     global _reader
-    keep_faust_off(app.consumer, ALL_INPUTS)
-    reader = _reader = InputReader(SETTINGS.kafka)
+    reader = _reader = InputReader(_plain_consumer("cspulse-inputs"))
     await reader.start()
     while not app.should_stop:
         if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
@@ -393,7 +392,8 @@ async def read_inputs() -> None:
                     batch = await reader.take(BATCH, BATCH_WITHIN_S)
                     if batch and app.rebalancing:
                         # read past, not processed: read again from the states after the rebalance
-                        batch, reader.positions = [], {}
+                        batch = []
+                        reader.forget()
                     elif batch:
                         await _process(batch)
                 if not app.rebalancing:
@@ -415,7 +415,11 @@ async def read_inputs() -> None:
 
 async def _follow_assignment(reader: InputReader) -> bool:
     """Read the input partitions Faust assigned this worker, each from the first offset its
-    restored state does not hold; return whether there are any."""
+    restored state does not hold; return whether there are any.  Every assigned
+    partition's pipeline is rebuilt here, not only those with new events: a partition
+    whose backlog was all read before a rebalance gets no more, and its book would
+    otherwise never be stored again (measured once: a second worker joining mid-stream
+    left two partitions' KPIs out of the store)."""
     from aiokafka import TopicPartition
     wanted = {TopicPartition(tp.topic, tp.partition) for tp in _assigned_inputs(ALL_INPUTS)}
     if wanted == reader.assigned():
@@ -530,7 +534,7 @@ async def _forget_partitions(app, partitions, **kwargs) -> None:
 
 def _forget_all() -> None:
     if _reader is not None:
-        _reader.positions = {}
+        _reader.forget()
     pipelines.clear()
     _segments.clear()
     _ids.clear()
@@ -577,18 +581,6 @@ async def _caught_up() -> bool:
 
 app.on_partitions_revoked.connect(_forget_partitions)
 app.on_partitions_assigned.connect(_forget_partitions)
-
-
-def _adopt_assigned() -> None:
-    """Rebuild the pipeline of every input partition this worker holds, not only those
-    with new events: a partition whose backlog was all read before a rebalance gets no
-    more events, and its book would otherwise never be stored again (measured: a
-    second worker joining mid-stream left two partitions' KPIs out of the store)."""
-    if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
-        return
-    for tp in _assigned_inputs():
-        if tp.partition not in pipelines:
-            pipelines[tp.partition] = _restore(tp.partition)
 
 
 def _assigned_inputs(topics: frozenset = ORDERED_INPUTS) -> list:
@@ -695,7 +687,6 @@ def _engine():
 @app.timer(SETTINGS.store_interval_s)
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
-    _adopt_assigned()
     caught_up = 0 in pipelines and await _caught_up()   # before the snapshot: all it read is in it
     views, desks = await _snapshot_views()
     alerts = alerting.take_unstored()
