@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench bench-close bench-kafka trial-join kafka kafka-stop clean
+.PHONY: demo test unit bench bench-close bench-kafka trial-join trial-kill kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -37,6 +37,11 @@ bench-kafka: $(STAMP)
 trial-join: $(STAMP)
 	deploy/system-deps.sh
 	RUNS=$${RUNS:-10} $(BIN)/python -m pytest tests/integration/trial_join_mid_stream.py -q -p no:cacheprovider
+
+# How often a SIGKILL once half a 9-day file is read, then a restart, is exact (RUNS trials, 1-2 min each).
+trial-kill: $(STAMP)
+	deploy/system-deps.sh
+	RUNS=$${RUNS:-5} $(BIN)/python -m pytest tests/integration/trial_kill_late.py -q -p no:cacheprovider
 
 # A local single-node Apache Kafka 4 (KRaft) on 127.0.0.1:9092, jars from Maven Central (cached).
 kafka:

@@ -38,6 +38,10 @@ app = faust.App(
     # 16 KB steps, a produce round trip each (measured, bench/worker.py --agents 20
     # --days 6: 5,555 -> 6,615 events/s).  Under the broker's message.max.bytes (1 MiB).
     producer_max_batch_size=1_000_000,
+    # No standby copies of other workers' tables: a worker rebuilds a partition it is
+    # given from the partition's changelogs, read to their committed end by itself
+    # (`streams/changelog.py`, `read_to_end`), not from what Faust recovered.
+    table_standby_replicas=0,
 )
 
 

@@ -69,14 +69,15 @@ class InputReader:
             self.started = False        # first: a `take` it ends raises, and that is no failure
             await self.consumer.stop()
 
-    def assign(self, positions: dict[TopicPartition, int | None]) -> None:
+    async def assign(self, positions: dict[TopicPartition, int | None]) -> None:
         """Read these partitions, each from its offset (None: from the earliest)."""
         self._assigned = frozenset(positions)
         self.consumer.assign(list(positions))
+        earliest = [tp for tp, offset in positions.items() if offset is None]
+        if earliest:
+            await self.consumer.seek_to_beginning(*earliest)
         for tp, offset in positions.items():
-            if offset is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
+            if offset is not None:
                 self.consumer.seek(tp, offset)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:

@@ -106,8 +106,43 @@ def partition_of(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
+_TABLES = (customers, agents, books, clocks, held_events)
+_OWNER = {  # a table key -> the partition whose state it belongs to (the changelog partition it is written to)
+    "customers": partition_of, "agents": partition_of,
+    "books": lambda key: int(key.split("|", 1)[0]),
+    "clocks": lambda key: int(key[1:]),
+    "held": lambda key: int(key.split("#", 1)[0]),
+}
+
+
+async def _recover(ps: list[int]) -> None:
+    """Rebuild these partitions' pipelines from their changelogs, read by the worker itself to
+    their committed end (`changelog.read_to_end`, which says why not from Faust's recovery).
+    The tables' data for these partitions is replaced by what was read, so `_restore` and
+    the write-backs see exactly what Kafka holds."""
+    if not ps:
+        return
+    from aiokafka import TopicPartition
+    tps = {TopicPartition(t.changelog_topic.get_topic_name(), p): (t, p) for t in _TABLES for p in ps}
+    consumer = _plain_consumer("cspulse-restore")
+    await consumer.start()
+    try:
+        state = await changelog.read_to_end(consumer, list(tps))
+    finally:
+        await consumer.stop()
+    wanted = set(ps)
+    for table in _TABLES:
+        owner = _OWNER[table.name]
+        for key in [k for k in table.data if owner(k) in wanted]:
+            del table.data[key]
+    for tp, (table, p) in tps.items():
+        table.data.update(state[tp])
+    for p in ps:
+        pipelines[p] = _restore(p)
+
+
 def _restore(p: int) -> Pipeline:
-    """The pipeline of partition p, rebuilt from the tables (recovered from their changelogs)."""
+    """The pipeline of partition p, rebuilt from the tables (as `_recover` read them)."""
     pl = Pipeline(SETTINGS.params())
     _segments[p], held = HeldSegments.restore(p, held_events.items())
     _ids[p] = RecentIds()
@@ -343,7 +378,7 @@ async def _process(batch: list) -> None:
     dead = []
     for p, share in shares.items():
         if p not in pipelines:
-            pipelines[p] = _restore(p)
+            await _recover([p])
         share = await _in_step(p, share)
         if share:
             dead += [(p, letter) for letter in _feed(p, share)]
@@ -426,16 +461,15 @@ async def _follow_assignment(reader: InputReader) -> bool:
         return bool(wanted)
     positions: dict = {}
     unknown = []
+    await _recover(sorted({tp.partition for tp in wanted} - set(pipelines)))
     for tp in sorted(wanted):
-        if tp.partition not in pipelines:
-            pipelines[tp.partition] = _restore(tp.partition)
         last = _applied[tp.partition].get(tp.topic)
         if last == _UNKNOWN:
             unknown.append(tp)
         positions[tp] = None if last is None else last + 1
     for tp, offset in (await _group_offsets(unknown)).items():
         positions[tp] = offset
-    reader.assign(positions)
+    await reader.assign(positions)
     _committed.clear()
     _committed.update({p: dict(_applied[p]) for p in {tp.partition for tp in wanted}})
     log.info("reading %d input partitions from their states' offsets", len(wanted))
@@ -457,20 +491,21 @@ async def _group_offsets(tps: list) -> dict:
         await consumer.stop()
 
 
-async def _commit() -> None:
+async def _commit(now_or_never: bool = False) -> None:
     """Commit the transactions of the partitions read since the last commit, with the
-    offsets their states hold (the changelog messages of their batches are in them)."""
+    offsets their states hold (the changelog messages of their batches are in them):
+    every `broker_commit_interval`, or at once (`now_or_never`: partitions are revoked)."""
     global _last_commit
     now = time.monotonic()
-    if now - _last_commit < app.conf.broker_commit_interval:
+    if now - _last_commit < app.conf.broker_commit_interval and not now_or_never:
         return
-    _last_commit = now
     from aiokafka import TopicPartition as TP      # (aiokafka checks the type of the offsets' keys)
     moved = {p: {TP(t, p): o + 1 for t, o in _applied[p].items() if o >= 0 and _committed.get(p, {}).get(t) != o}
              for p in list(_applied)}
     moved = {p: offsets for p, offsets in moved.items() if offsets}
     if not moved:
-        return
+        return          # (the interval starts at the next commit: the first batch commits at once)
+    _last_commit = now
     await _published()
     # one partition's transaction does not wait for another's (Faust commits them one by one)
     await asyncio.gather(*(app.consumer.transactions.commit(offsets) for offsets in moved.values()))
@@ -522,13 +557,29 @@ async def watch_for_stalls() -> None:
 
 
 async def _forget_partitions(app, partitions, **kwargs) -> None:
-    # After any rebalance a partition is rebuilt from the tables, which hold its latest state,
-    # and read from the offsets that state holds; no input counts as idle until it is seen
-    # read to its end again.  The batch in hand is finished first.  (Faust is kept off the
-    # inputs from the first assignment on: Faust's fetching starts before the app's tasks.)
+    # After any rebalance a partition is rebuilt from its changelogs (`_recover`) and read
+    # from the offsets its state holds; no input counts as idle until it is seen read to
+    # its end again.  The batch in hand is finished first.  (Faust is kept off the inputs
+    # from the first assignment on: Faust's fetching starts before the app's tasks.)
     keep_faust_off(app.consumer, ALL_INPUTS)
     async with _batch_lock:
         await _published()
+        _forget_all()
+
+
+async def _commit_before_rebalance(app, revoked, **kwargs) -> None:
+    """Partitions are about to be revoked: commit every partition's open transaction now.
+    Faust commits nothing here (it has no input offsets of its own), and a transaction
+    left open across a rebalance goes wrong both ways: a partition handed on loses it (the
+    next owner's producer aborts it), and a partition kept is rebuilt from its committed
+    changelogs while the same transaction goes on, committing the writes from before the
+    rebalance next to those of the events read again after it.  (A commit that fails here
+    crashes the worker, as Faust does for a fenced producer; it restarts from its last
+    committed state.)"""
+    keep_faust_off(app.consumer, ALL_INPUTS)
+    async with _batch_lock:
+        await _published()
+        await _commit(now_or_never=True)
         _forget_all()
 
 
@@ -579,7 +630,7 @@ async def _caught_up() -> bool:
     return bool(assigned) and all([await _at_end(tp) for tp in assigned])
 
 
-app.on_partitions_revoked.connect(_forget_partitions)
+app.on_partitions_revoked.connect(_commit_before_rebalance)
 app.on_partitions_assigned.connect(_forget_partitions)
 
 

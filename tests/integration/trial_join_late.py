@@ -1,0 +1,36 @@
+"""Trials, not part of the suite: a second worker joins after the first has committed.
+
+    RUNS=3 .venv/bin/python -m pytest tests/integration/trial_join_late.py -q -p no:cacheprovider
+
+Like `trial-join`, but the second worker starts once the first has read a third of a
+9-day file, so the rebalance comes after several of its transactions committed, with
+one open: the partitions the first worker keeps are recovered by Faust again, from
+where its last recovery stopped.
+"""
+
+import os
+import time
+
+import pytest
+
+from test_worker import events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
+
+
+@pytest.mark.parametrize("run", range(int(os.environ.get("RUNS", "3"))))
+def test_a_worker_joining_after_commits_gives_the_kpis_of_replay(workers, tmp_path, run):  # noqa: F811
+    path = simulated(tmp_path, days=9, traffic=300)
+    lines = len(path.read_bytes().splitlines())
+    expected = replayed(path, tmp_path)
+    workers.produce(path)
+    workers.start(0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if month_kpis(workers.db) and events_read(workers.ports[-1]) >= lines / 3:
+            break
+        time.sleep(0.1)
+    workers.start(1)
+    got = workers.wait_for(expected, timeout=180)
+    if got != expected:
+        diff = {agent: {k: (got.get(agent, {}).get(k), v) for k, v in kpis.items() if got.get(agent, {}).get(k) != v}
+                for agent, kpis in expected.items()}
+        pytest.fail(f"stored (worker, replay) differ: { {a: d for a, d in diff.items() if d} }")
