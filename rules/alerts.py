@@ -11,7 +11,7 @@ Times are event-time µs, so replaying a file gives the same alerts.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from cspulse.core.due import DueQueue
 from cspulse.core.params import US
@@ -37,11 +37,17 @@ class Alert:
     labels: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        """The alert as `cspulse alerts --json` and the delivery adapters show it."""
-        out = asdict(self)
+        """The alert as `cspulse alerts --json` and the delivery adapters show it.  (Field by
+        field: `dataclasses.asdict` copies recursively, and cost a tenth of the rules' time
+        in a backlog, measured in process with cProfile.)"""
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["labels"] = dict(self.labels)
         for t in ("fired_at", "last_sent_at", "last_match_at", "resolved_at"):
             out[t] = None if out[t] is None else from_us(out[t]).isoformat()
         return out
+
+
+_FIELDS = tuple(f.name for f in fields(Alert))
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,9 @@
 
     RUNS=3 .venv/bin/python -m pytest tests/integration/trial_join_late.py -q -p no:cacheprovider
 
-Like `trial-join`, but the second worker starts once the first has read a third of a
-9-day file, so the rebalance comes after several of its transactions committed, with
-one open: the partitions the first worker keeps are recovered by Faust again, from
-where its last recovery stopped.
+Like `trial-join`, but the second worker starts once the first has committed every
+partition's state and read a third of a 9-day file, so the rebalance comes after
+several of its transactions committed, with one open (committed on revoke since).
 """
 
 import os
@@ -13,7 +12,7 @@ import time
 
 import pytest
 
-from test_worker import events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
+from test_worker import committed_everywhere, events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("run", range(int(os.environ.get("RUNS", "3"))))
@@ -25,7 +24,7 @@ def test_a_worker_joining_after_commits_gives_the_kpis_of_replay(workers, tmp_pa
     workers.start(0)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if month_kpis(workers.db) and events_read(workers.ports[-1]) >= lines / 3:
+        if month_kpis(workers.db) and committed_everywhere(workers) and events_read(workers.ports[-1]) >= lines / 3:
             break
         time.sleep(0.1)
     workers.start(1)
