@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from test_worker import replayed, simulated, workers  # noqa: F401  (fixture)
+from test_worker import assert_kpis_of_replay, replayed, simulated, workers  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("run", range(int(os.environ.get("RUNS", "10"))))
@@ -27,8 +27,4 @@ def test_a_worker_joining_mid_backlog_gives_the_kpis_of_replay(workers, tmp_path
     workers.start(0)
     time.sleep(1)
     workers.start(1)
-    got = workers.wait_for(expected, timeout=150)
-    if got != expected:
-        diff = {agent: {k: (got.get(agent, {}).get(k), v) for k, v in kpis.items() if got.get(agent, {}).get(k) != v}
-                for agent, kpis in expected.items()}
-        pytest.fail(f"stored (worker, replay) differ: { {a: d for a, d in diff.items() if d} }")
+    assert_kpis_of_replay(workers, expected, timeout=150)

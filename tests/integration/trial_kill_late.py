@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from test_worker import committed_everywhere, events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
+from test_worker import assert_kpis_of_replay, committed_everywhere, events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("run", range(int(os.environ.get("RUNS", "5"))))
@@ -35,8 +35,4 @@ def test_killed_late_and_restarted_the_worker_gives_the_kpis_of_replay(workers, 
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     workers.start()
-    got = workers.wait_for(expected, timeout=180)
-    if got != expected:
-        diff = {agent: {k: (got.get(agent, {}).get(k), v) for k, v in kpis.items() if got.get(agent, {}).get(k) != v}
-                for agent, kpis in expected.items()}
-        pytest.fail(f"stored (worker, replay) differ: { {a: d for a, d in diff.items() if d} }")
+    assert_kpis_of_replay(workers, expected)
