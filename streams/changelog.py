@@ -74,6 +74,32 @@ async def publish(app, messages, inputs: str) -> None:
                 await producer.send_batch(builder, topic, partition=p)
 
 
+class MissingPartitions(RuntimeError):
+    """A changelog topic lacks a partition the worker holds."""
+
+
+async def check_partitions(bootstrap: str, tps) -> None:
+    """Raise `MissingPartitions`, saying what to do, if a topic lacks one of these partitions
+    (reading it would wait for the partition's metadata until the request timed out: seen
+    when a changelog had been made with one partition by a client asking for it first)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    topics = sorted({tp.topic for tp in tps})
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = {t["topic"]: {p["partition"] for p in t["partitions"]} for t in await admin.describe_topics(topics)}
+    finally:
+        await admin.close()
+    for topic in topics:
+        have = described.get(topic, set())
+        lacking = sorted(tp.partition for tp in tps if tp.topic == topic and tp.partition not in have)
+        if lacking:
+            raise MissingPartitions(
+                f"changelog topic {topic} has {len(have)} partition(s) and no partition {lacking}: it was made "
+                "with another partition count than CSPULSE_PARTITIONS, or created by a client before the worker "
+                "made it; the worker cannot restore from it (recreate the topics with one partition count)")
+
+
 def decode_key(raw: bytes) -> str:
     """A table key as written by `encode_key`."""
     return json.loads(raw)

@@ -124,6 +124,7 @@ async def _recover(ps: list[int]) -> None:
         return
     from aiokafka import TopicPartition
     tps = {TopicPartition(t.changelog_topic.get_topic_name(), p): (t, p) for t in _TABLES for p in ps}
+    await changelog.check_partitions(SETTINGS.kafka, list(tps))
     consumer = _plain_consumer("cspulse-restore")
     await consumer.start()
     try:

@@ -6,7 +6,9 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.changelog import encode_key, read_to_end
+import pytest
+
+from streams.changelog import MissingPartitions, check_partitions, encode_key, read_to_end
 
 
 async def _read(bootstrap, tp):
@@ -53,3 +55,19 @@ def test_read_to_end_gives_the_last_committed_value_of_each_key(kafka, prefix):
     left_open, after_abort = asyncio.run(run())
     assert left_open == {"c1": b"v1 again", "c3": b"v3"}
     assert after_abort == {"c1": b"v1 again", "c3": b"v3"}
+
+
+def test_a_changelog_lacking_a_partition_is_refused_with_what_to_do(kafka, prefix):
+    # (a client asking for the topic before the worker made it: the broker made it with one partition)
+    topic = prefix + "clocks-changelog"
+
+    async def run():
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        await admin.close()
+        await check_partitions(kafka, [TopicPartition(topic, 0)])       # there: no complaint
+        await check_partitions(kafka, [TopicPartition(topic, 0), TopicPartition(topic, 2)])
+
+    with pytest.raises(MissingPartitions, match=r"has 1 partition\(s\) and no partition \[2\].*CSPULSE_PARTITIONS"):
+        asyncio.run(run())
