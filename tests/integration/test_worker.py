@@ -176,6 +176,22 @@ def events_read(port):
                if s.name in ("cspulse_events_total", "cspulse_rejected_events_total"))
 
 
+def kill_once_committed(workers, proc, lines, read_at_least=0, within_s=90):
+    """SIGKILL a worker once it has stored KPIs, every partition has committed its state and
+    it has read at least `read_at_least` of the file's `lines` but not all; return the KPIs
+    stored by then."""
+    deadline = time.monotonic() + within_s
+    partial = None
+    while time.monotonic() < deadline:
+        partial = month_kpis(workers.db)
+        if partial and committed_everywhere(workers) and read_at_least <= events_read(workers.ports[-1]) < lines:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return partial
+
+
 def test_killed_mid_stream_and_restarted_the_worker_still_gives_exactly_replay(workers, tmp_path):
     path = simulated(tmp_path, days=9, traffic=300)
     lines = len(path.read_bytes().splitlines())
@@ -186,15 +202,7 @@ def test_killed_mid_stream_and_restarted_the_worker_still_gives_exactly_replay(w
     # so the restart restores committed states and aborts an open transaction.  (Killed
     # that late, the restart restored an inconsistent state in 1 of 4 runs while it took
     # Faust's recovered tables; it reads the changelogs itself now.)
-    deadline = time.monotonic() + 90
-    partial = None
-    while time.monotonic() < deadline:
-        partial = month_kpis(workers.db)
-        if partial and committed_everywhere(workers) and events_read(workers.ports[-1]) < lines:
-            break
-        time.sleep(0.1)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    partial = kill_once_committed(workers, first, lines)
     assert partial and partial != expected, "the worker finished before it could be killed mid-stream"
     workers.start()
     assert workers.wait_for(expected, timeout=180) == expected

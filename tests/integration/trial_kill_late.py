@@ -11,12 +11,10 @@ trial's tmp dir has both workers' logs.
 """
 
 import os
-import signal
-import time
 
 import pytest
 
-from test_worker import assert_kpis_of_replay, committed_everywhere, events_read, month_kpis, replayed, simulated, workers  # noqa: F401  (fixture)
+from test_worker import assert_kpis_of_replay, kill_once_committed, replayed, simulated, workers  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("run", range(int(os.environ.get("RUNS", "5"))))
@@ -26,13 +24,6 @@ def test_killed_late_and_restarted_the_worker_gives_the_kpis_of_replay(workers, 
     expected = replayed(path, tmp_path)
     workers.produce(path)
     first = workers.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        read = events_read(workers.ports[-1])
-        if month_kpis(workers.db) and committed_everywhere(workers) and lines / 2 <= read < lines:
-            break
-        time.sleep(0.1)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_once_committed(workers, first, lines, read_at_least=lines / 2, within_s=120)
     workers.start()
     assert_kpis_of_replay(workers, expected)
