@@ -112,10 +112,9 @@ async def read_to_end(consumer, tps, within_s: float = 300.0) -> dict:
 
     The worker restores its partitions from this rather than from the tables Faust
     recovered.  Faust's recovery takes a changelog's end from the last fetch of it, so
-    after a rebalance it read the changelogs of the partitions a worker kept as empty
-    (`highwater -1` in its log while thousands of messages were committed), and after a
-    restart it loaded some partitions' customers but not all (measured: a partition with
-    2,871 customer messages restored with none).  Called once the partitions'
+    after a rebalance it read the changelogs of the partitions a worker kept, and of
+    those a joiner took over, as empty (`highwater -1` in its log while a read_committed
+    `end_offsets` gave thousands of committed messages).  Called once the partitions'
     transactional producers are initialised (Faust does that on assignment), so any
     transaction a previous owner left open is aborted, and the end is final."""
     state: dict = {tp: {} for tp in tps}

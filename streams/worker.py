@@ -118,8 +118,8 @@ _OWNER = {  # a table key -> the partition whose state it belongs to (the change
 async def _recover(ps: list[int]) -> None:
     """Rebuild these partitions' pipelines from their changelogs, read by the worker itself to
     their committed end (`changelog.read_to_end`, which says why not from Faust's recovery).
-    The tables' data for these partitions is replaced by what was read, so `_restore` and
-    the write-backs see exactly what Kafka holds."""
+    The tables' data for these partitions is replaced by what was read too, so the
+    write-backs (which delete a key only if the table has it) see what Kafka holds."""
     if not ps:
         return
     from aiokafka import TopicPartition
@@ -139,23 +139,22 @@ async def _recover(ps: list[int]) -> None:
     for tp, (table, p) in tps.items():
         table.data.update(state[tp])
     for p in ps:
-        pipelines[p] = _restore(p)
+        pipelines[p] = _restore(p, {table.name: state[tp] for tp, (table, q) in tps.items() if q == p})
 
 
-def _restore(p: int) -> Pipeline:
-    """The pipeline of partition p, rebuilt from the tables (as `_recover` read them)."""
+def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
+    """The pipeline of partition p, rebuilt from what its changelogs hold (`read`: table
+    name -> key -> value, as `_recover` read them)."""
     pl = Pipeline(SETTINGS.params())
-    _segments[p], held = HeldSegments.restore(p, held_events.items())
+    _segments[p], held = HeldSegments.restore(p, read["held"].items())
     _ids[p] = RecentIds()
-    pl.ledger.customers = {cid: load_customer(v, held, cid) for cid, v in customers.items() if partition_of(cid) == p}
+    pl.ledger.customers = {cid: load_customer(v, held, cid) for cid, v in read["customers"].items()}
     pl.ledger.reindex()
-    pl.desk.agents = {aid: pickle.loads(v) for aid, v in agents.items() if partition_of(aid) == p}
-    head = f"{p}|"
-    for key, value in books.items():
-        if key.startswith(head):
-            _, who, period = key.split("|", 2)
-            pl.book.stated[(who or None, period)] = defaultdict(int, pickle.loads(value))
-    clock = clocks.get(f"@{p}")
+    pl.desk.agents = {aid: pickle.loads(v) for aid, v in read["agents"].items()}
+    for key, value in read["books"].items():
+        _, who, period = key.split("|", 2)
+        pl.book.stated[(who or None, period)] = defaultdict(int, pickle.loads(value))
+    clock = read["clocks"].get(f"@{p}")
     if clock is not None:
         saved = pickle.loads(clock)
         pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max = saved[:4]
@@ -377,9 +376,7 @@ async def _process(batch: list) -> None:
         shares[r.partition].append(r)
     newest = max(r.timestamp for r in batch) / 1000
     dead = []
-    for p, share in shares.items():
-        if p not in pipelines:
-            await _recover([p])
+    for p, share in shares.items():       # (every partition read has its pipeline: `_follow_assignment`)
         share = await _in_step(p, share)
         if share:
             dead += [(p, letter) for letter in _feed(p, share)]
@@ -492,13 +489,13 @@ async def _group_offsets(tps: list) -> dict:
         await consumer.stop()
 
 
-async def _commit(now_or_never: bool = False) -> None:
+async def _commit(at_once: bool = False) -> None:
     """Commit the transactions of the partitions read since the last commit, with the
     offsets their states hold (the changelog messages of their batches are in them):
-    every `broker_commit_interval`, or at once (`now_or_never`: partitions are revoked)."""
+    every `broker_commit_interval`, or `at_once` (partitions are revoked)."""
     global _last_commit
     now = time.monotonic()
-    if now - _last_commit < app.conf.broker_commit_interval and not now_or_never:
+    if now - _last_commit < app.conf.broker_commit_interval and not at_once:
         return
     from aiokafka import TopicPartition as TP      # (aiokafka checks the type of the offsets' keys)
     moved = {p: {TP(t, p): o + 1 for t, o in _applied[p].items() if o >= 0 and _committed.get(p, {}).get(t) != o}
@@ -557,31 +554,30 @@ async def watch_for_stalls() -> None:
     metrics.stalled.set(len(stalled))
 
 
-async def _forget_partitions(app, partitions, **kwargs) -> None:
-    # After any rebalance a partition is rebuilt from its changelogs (`_recover`) and read
-    # from the offsets its state holds; no input counts as idle until it is seen read to
-    # its end again.  The batch in hand is finished first.  (Faust is kept off the inputs
-    # from the first assignment on: Faust's fetching starts before the app's tasks.)
+async def _forget_partitions(app, partitions, *, commit: bool = False, **kwargs) -> None:
+    """After any rebalance a partition is rebuilt from its changelogs (`_recover`) and read
+    from the offsets its state holds; no input counts as idle until it is seen read to its
+    end again.  The batch in hand is finished first.  (Faust is kept off the inputs from
+    the first assignment on: Faust's fetching starts before the app's tasks.)
+
+    With `commit` (partitions are about to be revoked), every partition's open transaction
+    is committed first.  Faust commits nothing then (it has no input offsets of its own),
+    and a transaction left open across a rebalance goes wrong both ways: a partition
+    handed on loses it (the next owner's producer aborts it), and a partition kept is
+    rebuilt from its committed changelogs while the same transaction goes on, committing
+    the writes from before the rebalance next to those of the events read again after it.
+    (A commit that fails here crashes the worker, as Faust does for a fenced producer; it
+    restarts from its last committed state.)"""
     keep_faust_off(app.consumer, ALL_INPUTS)
     async with _batch_lock:
         await _published()
+        if commit:
+            await _commit(at_once=True)
         _forget_all()
 
 
 async def _commit_before_rebalance(app, revoked, **kwargs) -> None:
-    """Partitions are about to be revoked: commit every partition's open transaction now.
-    Faust commits nothing here (it has no input offsets of its own), and a transaction
-    left open across a rebalance goes wrong both ways: a partition handed on loses it (the
-    next owner's producer aborts it), and a partition kept is rebuilt from its committed
-    changelogs while the same transaction goes on, committing the writes from before the
-    rebalance next to those of the events read again after it.  (A commit that fails here
-    crashes the worker, as Faust does for a fenced producer; it restarts from its last
-    committed state.)"""
-    keep_faust_off(app.consumer, ALL_INPUTS)
-    async with _batch_lock:
-        await _published()
-        await _commit(now_or_never=True)
-        _forget_all()
+    await _forget_partitions(app, revoked, commit=True)
 
 
 def _forget_all() -> None:

@@ -176,10 +176,10 @@ def events_read(port):
                if s.name in ("cspulse_events_total", "cspulse_rejected_events_total"))
 
 
-def kill_once_committed(workers, proc, lines, read_at_least=0, within_s=90):
-    """SIGKILL a worker once it has stored KPIs, every partition has committed its state and
-    it has read at least `read_at_least` of the file's `lines` but not all; return the KPIs
-    stored by then."""
+def wait_until_committed(workers, lines, read_at_least=0, within_s=90):
+    """Wait until the last worker started has stored KPIs, every partition has committed
+    its state and it has read at least `read_at_least` of the file's `lines` but not all;
+    return the KPIs stored by then."""
     deadline = time.monotonic() + within_s
     partial = None
     while time.monotonic() < deadline:
@@ -187,6 +187,12 @@ def kill_once_committed(workers, proc, lines, read_at_least=0, within_s=90):
         if partial and committed_everywhere(workers) and read_at_least <= events_read(workers.ports[-1]) < lines:
             break
         time.sleep(0.1)
+    return partial
+
+
+def kill_once_committed(workers, proc, lines, read_at_least=0, within_s=90):
+    """SIGKILL a worker once `wait_until_committed`; return the KPIs stored by then."""
+    partial = wait_until_committed(workers, lines, read_at_least, within_s)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return partial
@@ -218,10 +224,7 @@ def test_a_second_worker_joining_mid_stream_gives_exactly_replay(workers, tmp_pa
     expected = replayed(path, tmp_path)
     workers.produce(path)
     workers.start(0)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (
-            committed_everywhere(workers) and events_read(workers.ports[-1]) >= lines / 3):
-        time.sleep(0.1)
+    wait_until_committed(workers, lines, read_at_least=lines / 3, within_s=120)
     workers.start(1)
     assert_kpis_of_replay(workers, expected)
     joiner = (tmp_path / "worker1-1.log").read_text(errors="replace")
