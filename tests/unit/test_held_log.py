@@ -114,6 +114,42 @@ def test_a_customer_written_whole_by_an_older_version_is_read_as_it_was():
     assert sorted(back.pending) == sorted(pl.ledger.customers["c1"].pending) and len(back.pending) == 3
 
 
+def test_a_customer_written_by_the_pickling_version_is_read_as_it_was():
+    """The version before MessagePack wrote (customer without held events, count, id parts) pickled."""
+    pl = Pipeline()
+    for s in range(3):
+        pl.feed_line(cust(f"2026-11-03T10:00:0{s}", c="c1"))
+    c1 = pl.ledger.customers["c1"]
+    pending, ids = c1.pending, list(c1.recent_ids.items())
+    held = {"c1": {item[2]: item for item in pending}}
+    stripped = dataclasses.replace(c1, pending=[], recent_ids={})
+    old = pickle.dumps((stripped, len(pending), [pickle.dumps(ids)]), pickle.HIGHEST_PROTOCOL)
+    back = load_customer(old, held, "c1")
+    assert sorted(back.pending) == sorted(pending) and list(back.recent_ids.items()) == ids
+    assert dataclasses.replace(back, pending=[], recent_ids={}) == stripped
+
+
+def test_every_customer_of_a_simulated_shop_comes_back_equal_with_its_timers_as_tuples():
+    """MessagePack is typed by the dataclasses' annotations: sets, tuples and optional
+    fields must come back as they were (a timer's key as a list would compare unequal)."""
+    from cspulse.simulate import Simulator
+    pl = Pipeline()
+    pl.track_changes()
+    mirror = Mirror()
+    lines = list(Simulator(agents=3, days=2, seed=7, conversations_per_agent_day=60).lines())
+    for line in lines[:len(lines) * 3 // 4]:      # stopped on day 2: inquiries and waits still open
+        pl.feed_line(line)
+    mirror.write_back(pl)
+    restored = mirror.restore()
+    kinds = {kind for c in pl.ledger.customers.values() for _, kind, _ in c.timers}
+    assert kinds >= {"inquiry", "wait"} and any(c.orders for c in pl.ledger.customers.values())
+    for cid, c in pl.ledger.customers.items():
+        back = restored[cid]
+        back.pending.sort()
+        assert back == dataclasses.replace(c, pending=sorted(c.pending)), cid
+        assert all(type(key) is tuple for _, _, key in back.timers)
+
+
 def test_a_held_event_missing_from_every_segment_is_an_error_not_a_silent_loss():
     pl = Pipeline()
     pl.feed_line(cust("2026-11-03T10:00:00", c="c1"))
