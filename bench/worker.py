@@ -80,22 +80,31 @@ async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def throughput(port: int, n: int) -> float:
-    """Events/s of the worker from its /metrics, first progress to the last event."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user + system, its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(port: int, n: int, pid: int) -> tuple[float, float]:
+    """Events/s of the worker from its /metrics, first progress to the last event, and the
+    CPU µs it spent an event over the same span (less sensitive than the rate to what
+    else the machine runs: this one's two cores also run the broker)."""
     first = last = None
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         done = sum(float(v) for v in EVENTS.findall(scrape(port)))
         now = time.perf_counter()
         if done and first is None:
-            first = (now, done)
+            first = (now, done, cpu_s(pid))
         if done >= n:
-            last = (now, done)
+            last = (now, done, cpu_s(pid))
             break
         time.sleep(0.25)
     else:
         raise SystemExit(f"worker: {done:,.0f} of {n:,} events after 15 minutes")
-    return (last[1] - first[1]) / (last[0] - first[0])
+    events = last[1] - first[1]
+    return events / (last[0] - first[0]), (last[2] - first[2]) / events * 1e6
 
 
 def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int, pid: int):
@@ -248,7 +257,7 @@ def main() -> None:
             print("worker …", flush=True)
             proc = workers.start()
             port = workers.ports[-1]
-            worker_rate = throughput(port, n_in)
+            worker_rate, cpu_us = throughput(port, n_in, proc.pid)
             exact = workers.wait_for(expected, timeout=120) == expected
             print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
             latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port, proc.pid)
@@ -259,6 +268,8 @@ def main() -> None:
             print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
             print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
                   f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, 1 process)")
+            print(f"    worker CPU an event:               {cpu_us:10.1f} µs   = {1e6 / cpu_us:,.0f} events/s "
+                  "on a core of its own")
             print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
             if latencies:
                 print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 
 import durable_rules_engine as _engine    # the C engine under durable's Python host
+import msgspec
 from durable import engine as durable
 
 from cspulse.core import KpiBook
@@ -36,6 +36,7 @@ _names = itertools.count(1)
 # (the 1,024th raises MemoryError; measured), so a session per agent would stop a shop of
 # more than a thousand agents.  The rules match one fact each, so nothing is shared.
 SESSION = "0"
+_to_json = msgspec.json.Encoder().encode
 
 
 class _Host(durable.Host):
@@ -59,9 +60,10 @@ class _Host(durable.Host):
         exception carrying the fact written out as JSON a second time, and the
         retraction wrote it out a third time (measured in process: a third of the
         rules' time).  The result codes are durable-rules 2.0.28's (pinned):
-        0 handled, 1 no rule matched, 2 already observed, 3 queued."""
+        0 handled, 1 no rule matched, 2 already observed, 3 queued.  The fact is written
+        out by msgspec (UTF-8 as `json.dumps(ensure_ascii=False)`, several times faster)."""
         self._hits.clear()
-        text = json.dumps(fact, ensure_ascii=False)
+        text = _to_json(fact).decode()
         self._post(_engine.assert_fact, text, fact)
         if not keep:
             self._post(_engine.retract_fact, text, fact)

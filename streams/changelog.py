@@ -61,17 +61,26 @@ async def publish(app, messages, inputs: str) -> None:
         if producer is None:
             raise ProducerSendError(f"No transaction producer found for : {tid}")
         async with driver._trn_locks[tid]:
+            await send_batches(producer, topic, p, records)
+
+
+async def send_batches(producer, topic: str, p: int, records) -> list:
+    """Append (key, value) records to aiokafka batches of one partition and send them (each
+    batch closed: no `send` of anyone else's may join it); return the batches' futures
+    (aiokafka's `send` per message is a coroutine and a future each, several times dearer)."""
+    sent = []
+    builder = producer.create_batch()
+    for key, value in records:
+        if builder.append(key=key, value=value, timestamp=None) is None:   # full (and closed)
+            sent.append(await producer.send_batch(builder, topic, partition=p))
             builder = producer.create_batch()
-            for key, value in records:
-                if builder.append(key=key, value=value, timestamp=None) is None:   # full (and closed)
-                    await producer.send_batch(builder, topic, partition=p)
-                    builder = producer.create_batch()
-                    if builder.append(key=key, value=value, timestamp=None) is None:
-                        raise ProducerSendError(f"a {topic} message of {len(value or b'')} bytes exceeds "
-                                                "the producer's batch size (PRODUCER_MAX_BATCH_SIZE)")
-            if builder.record_count():
-                builder.close()     # ours alone: no `send` of anyone else's may join it
-                await producer.send_batch(builder, topic, partition=p)
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                raise ProducerSendError(f"a {topic} message of {len(value or b'')} bytes exceeds "
+                                        "the producer's batch size (PRODUCER_MAX_BATCH_SIZE)")
+    if builder.record_count():
+        builder.close()
+        sent.append(await producer.send_batch(builder, topic, partition=p))
+    return sent
 
 
 class MissingPartitions(RuntimeError):
