@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench bench-close bench-kafka trial-join trial-kill kafka kafka-stop clean
+.PHONY: demo test unit bench bench-close bench-kafka bench-ceiling trial-join trial-kill kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -32,6 +32,9 @@ bench-close: $(STAMP)
 bench-kafka: $(STAMP)
 	deploy/system-deps.sh
 	$(BIN)/python bench/worker.py
+
+bench-ceiling: $(STAMP)
+	$(BIN)/python bench/ceiling.py
 
 # How often a worker joining mid-backlog is exact (RUNS trials, about a minute each).
 trial-join: $(STAMP)

@@ -1,6 +1,6 @@
 """The Kafka runtime measured: throughput against a bare consumer, latency to /metrics, memory.
 
-    .venv/bin/python bench/worker.py [--agents 20] [--days 6] [--rate 2000] [--seconds 60]
+    .venv/bin/python bench/worker.py [--agents 20] [--days 6] [--rate 2000] [--seconds 60] [--workers 1]
 
 On one broker (started on a free port, or CSPULSE_KAFKA) and the same topics:
 
@@ -12,7 +12,9 @@ On one broker (started on a free port, or CSPULSE_KAFKA) and the same topics:
 2. live load: chat messages stamped "now" at a fixed `--rate`, plus ten probe
    orders a second; the latency of a probe is the time from its send to the
    scrape of /metrics where the shop's `orders` for today includes it.  The
-   worker's resident memory is sampled throughout.
+   worker's resident memory is sampled throughout.  (Only with one worker: with
+   `--workers 2` the backlog is read by two processes sharing the partitions, and
+   their rate and CPU are summed.)
 """
 
 from __future__ import annotations
@@ -86,19 +88,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(port: int, n: int, pid: int) -> tuple[float, float]:
-    """Events/s of the worker from its /metrics, first progress to the last event, and the
-    CPU µs it spent an event over the same span (less sensitive than the rate to what
-    else the machine runs: this one's two cores also run the broker)."""
+def throughput(ports: list[int], n: int, pids: list[int]) -> tuple[float, float]:
+    """Events/s of the workers from their /metrics, first progress to the last event, and
+    the CPU µs they spent an event over the same span (less sensitive than the rate to
+    what else the machine runs: this one's two cores also run the broker)."""
     first = last = None
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        done = sum(float(v) for v in EVENTS.findall(scrape(port)))
+        done = sum(float(v) for port in ports for v in EVENTS.findall(scrape(port)))
         now = time.perf_counter()
         if done and first is None:
-            first = (now, done, cpu_s(pid))
+            first = (now, done, sum(map(cpu_s, pids)))
         if done >= n:
-            last = (now, done, cpu_s(pid))
+            last = (now, done, sum(map(cpu_s, pids)))
             break
         time.sleep(0.25)
     else:
@@ -234,6 +236,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000, help="live load, events/s")
     ap.add_argument("--seconds", type=float, default=60, help="how long the live load runs")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (broker data, worker logs)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes sharing the partitions (the live part needs one: it is skipped)")
     args = ap.parse_args()
     workers = None
     with workdir("cspulse-bench-", args.keep) as tmp, kafka(tmp) as bootstrap:
@@ -255,19 +259,23 @@ def main() -> None:
             topics = [workers.prefix + t for t in ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")]
             bare_rate = asyncio.run(bare(bootstrap, topics, n_in))
             print("worker …", flush=True)
-            proc = workers.start()
+            procs = [workers.start(i) for i in range(args.workers)]
             port = workers.ports[-1]
-            worker_rate, cpu_us = throughput(port, n_in, proc.pid)
+            worker_rate, cpu_us = throughput(workers.ports, n_in, [p.pid for p in procs])
             exact = workers.wait_for(expected, timeout=120) == expected
-            print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
-            latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port, proc.pid)
+            latencies, probes, memory = [], 0, []
+            if args.workers == 1:   # (a worker's /metrics has the others' partitions as last stored)
+                print(f"live load: {args.rate:,} events/s for {args.seconds:.0f} s …", flush=True)
+                latencies, probes, memory = live_load(bootstrap, workers.prefix, args.rate, args.seconds, port,
+                                                      procs[0].pid)
 
             print()
             print(f"events in the file:                    {n:10,}")
             print(f"cspulse produce (kafka-python):        {produce_rate:10,.0f} events/s")
             print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
             print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
-                  f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, 1 process)")
+                  f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, "
+                  f"{args.workers} process{'es' if args.workers > 1 else ''})")
             print(f"    worker CPU an event:               {cpu_us:10.1f} µs   = {1e6 / cpu_us:,.0f} events/s "
                   "on a core of its own")
             print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
@@ -275,8 +283,9 @@ def main() -> None:
                 print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
                       f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
                       f"({len(latencies)} of {probes} probes seen)")
-            print("worker RSS over the live run (s: MB): "
-                  + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))
+            if memory:
+                print("worker RSS over the live run (s: MB): "
+                      + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))
         finally:
             if workers:
                 workers.stop()

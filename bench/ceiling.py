@@ -1,0 +1,119 @@
+"""The most one worker could do here if Kafka cost nothing: its batch path, in process.
+
+    .venv/bin/python bench/ceiling.py [--agents 20] [--days 6] [--partitions 8]
+
+A simulated file (as `bench/worker.py` makes it) is cut into the worker's batches
+(2,000 records, records keyed and partitioned as `cspulse produce` does) and run
+through the worker's own functions, in a child process pinned to one core:
+`_feed` (decode, the core), `_write_back` every 2.8 s of the run (what a commit
+writes; its messages are dropped, not sent), and, in the second pass, the
+look-ahead and rules step the worker runs after each batch (`alerting.step`, the
+default rules). No broker, no store, no /metrics: what is left when the worker's
+Kafka reads and writes, its transactions and its timers take no time at all.
+Prints events/s and µs an event for each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+
+def child(path: str, partitions: int, rules: bool) -> dict:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
+    os.environ["CSPULSE_PARTITIONS"] = str(partitions)
+    os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
+    from cspulse.core import Pipeline, Rejected, decode
+    from streams import worker as w
+    from streams.held_log import HeldSegments, RecentIds
+    from streams.topics import topic_and_key
+
+    records, offsets = [], defaultdict(int)
+    for line in Path(path).read_bytes().splitlines():
+        event = decode(line)
+        topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
+        p, name = w.partition_of(key), w.PREFIX + topic
+        records.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
+                                       offset=offsets[(name, p)], timestamp=int(time.time() * 1000)))
+        offsets[(name, p)] += 1
+    for p in range(w.PARTITIONS):     # as `_restore` leaves an empty partition
+        pl = Pipeline(w.SETTINGS.params())
+        pl.expected_inputs, pl.gather = w.ORDERED_INPUTS, w.GATHER_US
+        pl.track_changes()
+        pl.collect_notes()
+        w.pipelines[p], w._segments[p], w._ids[p], w._applied[p] = pl, HeldSegments(p), RecentIds(), {}
+    w._alerts_loaded = True
+    spent = {"feed": 0.0, "write_back": 0.0, "rules": 0.0}
+    started = last_commit = time.perf_counter()
+    for i in range(0, len(records), w.BATCH):
+        shares = defaultdict(list)
+        for r in records[i:i + w.BATCH]:
+            shares[r.partition].append(r)
+        a = time.perf_counter()
+        for p, share in shares.items():
+            w._feed(p, share)
+        w._dead_letters.clear()
+        b = time.perf_counter()
+        spent["feed"] += b - a
+        if b - last_commit >= 2.8 or i + w.BATCH >= len(records):
+            last_commit = b
+            for p, pl in w.pipelines.items():
+                w._write_back(p, pl)
+            w._outgoing.clear()
+            spent["write_back"] += time.perf_counter() - b
+        if rules:
+            c = time.perf_counter()
+            now = w.now_us()
+            for p in shares:
+                pl = w.pipelines[p]
+                if pl.max_ts is not None and pl.max_ts >= now - pl.lateness:
+                    pl.look_ahead_changed(w._ahead_time(pl, now))
+            w.alerting.step(w.pipelines, None, now)
+            w.alerting.outgoing.clear()
+            spent["rules"] += time.perf_counter() - c
+    took = time.perf_counter() - started
+    return {"events": len(records), "seconds": took, **spent}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--days", type=int, default=6)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.partitions, args.child[1] == "rules")))
+        return
+    with tempfile.TemporaryDirectory(prefix="cspulse-ceiling-") as tmp:
+        path = Path(tmp) / "events.jsonl"
+        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
+        subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(args.agents),
+                        "--days", str(args.days), "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)],
+                       check=True, capture_output=True)
+        print(f"{'the worker, no Kafka':22} {'events/s':>9} {'feed':>9} {'write-back':>11} {'rules':>9}   (µs an event)")
+        for mode in ("none", "rules"):
+            run = subprocess.run([sys.executable, __file__, "--partitions", str(args.partitions),
+                                  "--child", str(path), mode], check=True, capture_output=True, text=True)
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            n = r["events"]
+            label = "default rules" if mode == "rules" else "no rules"
+            print(f"{label:22} {n / r['seconds']:9,.0f} {1e6 * r['feed'] / n:9.1f} {1e6 * r['write_back'] / n:11.1f} "
+                  f"{1e6 * r['rules'] / n:9.1f}", flush=True)
+        print(f"({n:,} events, {args.partitions} partitions, one core, no broker)")
+
+
+if __name__ == "__main__":
+    main()
