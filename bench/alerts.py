@@ -236,8 +236,8 @@ def main() -> None:
                 print(f"worker with the {name}: producing and reading {n_in:,} events …", flush=True)
                 workers.produce(path)
                 running.append(workers)
-                workers.start()
-                rates[name] = throughput(workers.ports[-1], n_in)
+                proc = workers.start()
+                rates[name] = throughput(workers.ports[-1:], n_in, [proc.pid])[0]
                 if name == "quiet rules":
                     workers.stop()
                     running.remove(workers)

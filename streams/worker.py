@@ -193,6 +193,44 @@ def _drop(table, p: int, key: str) -> None:
     del table.data[key]
 
 
+# When the state is written back: after every batch while the inputs come live (a batch
+# within its 100 ms), so each batch's share of the work is done with it and handed over
+# while the next batch is computed; once a commit (2.8 s) while a backlog comes in full
+# batches, so a customer, agent or book changed in several batches is written once
+# (measured in process, the worker's batch path on 20 agents x 6 days without the rules:
+# 44 -> 31 µs an event).  Written once a commit under a live load too, the write-back
+# held the loop a quarter of a second every 2.8 s, and an alert's p99 rose from 218-292
+# to 565-659 ms a 10 s (`bench/alerts.py --rate 2000 --seconds 60 --latency-only`).
+# Either way a commit writes back every partition fed since its last write-back first,
+# so the offsets it commits are those of the state in the same transaction.
+_unwritten: set[int] = set()      # partitions fed since their last write-back
+_dead_letters: list[tuple[int, tuple[bytes | None, bytes]]] = []   # sent with their partitions' write-back
+_publishing: asyncio.Future | None = None
+
+
+async def _write_back_unwritten() -> None:
+    """Write back every partition fed since its last write-back, and start handing the
+    messages and dead letters to the partitions' transactions (after the previous
+    hand-over: one at a time, in order; a commit waits for it, `_published`)."""
+    global _publishing
+    await _published()
+    for p in sorted(_unwritten):
+        _write_back(p, pipelines[p])
+    _unwritten.clear()
+    messages, dead = list(_outgoing), list(_dead_letters)
+    _outgoing.clear()
+    _dead_letters.clear()
+    _publishing = asyncio.ensure_future(_hand_over(messages, dead))
+
+
+async def _published() -> None:
+    """Wait until the messages being handed over are in the transactions (raising what failed)."""
+    global _publishing
+    if _publishing is not None:
+        task, _publishing = _publishing, None
+        await task
+
+
 async def _hand_over(messages: list[tuple], dead: list) -> None:
     """Queue changelog messages and dead letters in the partitions' transactions."""
     async with whole_batch(app.consumer):
@@ -203,7 +241,7 @@ async def _hand_over(messages: list[tuple], dead: list) -> None:
 
 def _write_back(p: int, pl: Pipeline) -> None:
     """Assign back what changed since the last write-back (a table value changed in
-    place is lost on recovery), once per batch however often a key changed in it."""
+    place is lost on recovery), once however often a key changed since."""
     changed, removed, agents_changed, buckets = pl.drain_changes()
     fresh, applied = pl.drain_held()
     known, dumps, top = pl.ledger.customers, pickle.dumps, pickle.HIGHEST_PROTOCOL
@@ -308,7 +346,7 @@ def _plain_consumer(client_id: str):
 
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     """Feed one partition's share of a batch (aiokafka records) to its pipeline; return the
-    dead letters.  (What changed is written back when the partition commits: `_commit`.)"""
+    dead letters.  (What changed is written back after the batch or at the commit: `_unwritten`.)"""
     pl = pipelines[p]
     wall = time.monotonic()
     applied = _applied[p]
@@ -342,8 +380,8 @@ async def subscribe(stream):
 
 
 async def _process(batch: list) -> None:
-    """One batch of input records: fed to the partitions' pipelines (its dead letters kept
-    for the partitions' next commit), then the alerts of what it changed."""
+    """One batch of input records: fed to the partitions' pipelines and written back (or
+    left for the commit, in a backlog: `_unwritten`), then the alerts of what it changed."""
     started = time.perf_counter()
     shares: dict[int, list] = defaultdict(list)
     for r in batch:
@@ -353,6 +391,9 @@ async def _process(batch: list) -> None:
         share = await _in_step(p, share)
         if share:
             _dead_letters.extend((p, letter) for letter in _feed(p, share))
+            _unwritten.add(p)
+    if len(batch) < BATCH:      # live: written back now (a backlog's full batches wait for the commit)
+        await _write_back_unwritten()
     # Alerts about single events without waiting for the allowed lateness: the
     # look-ahead of the customers this batch changed gives their notes now.  A partition
     # catching up on events all older than the allowed lateness (a backlog) leaves them
@@ -462,21 +503,11 @@ async def _group_offsets(tps: list) -> dict:
         await consumer.stop()
 
 
-# Dead letters of the batches read since the last commit, sent with the partitions' write-backs.
-_dead_letters: list[tuple[int, tuple[bytes | None, bytes]]] = []
-
-
 async def _commit(at_once: bool = False) -> None:
     """Commit the transactions of the partitions read since the last commit: what changed
-    in their states since (`_write_back`), their dead letters and the offsets their states
-    now hold; every `broker_commit_interval`, or `at_once` (partitions are revoked).
-
-    Written back once a commit, not once a batch: a customer, agent or book changed in
-    several batches of one commit is written once, and the changelogs' messages are
-    only ever read back at a restore, which starts from the last commit anyway
-    (measured in process, the worker's batch path on 20 agents x 6 days without the
-    rules: 44 -> 31 µs an event; written once a batch, a commit wrote 113,000 customers
-    for 200,745 events)."""
+    in their states (written back first if it was not yet: `_unwritten`), their dead
+    letters and the offsets their states now hold; every `broker_commit_interval`, or
+    `at_once` (partitions are revoked)."""
     global _last_commit
     now = time.monotonic()
     if now - _last_commit < app.conf.broker_commit_interval and not at_once:
@@ -488,12 +519,9 @@ async def _commit(at_once: bool = False) -> None:
     if not moved:
         return          # (the interval starts at the next commit: the first batch commits at once)
     _last_commit = now
-    for p in moved:
-        _write_back(p, pipelines[p])
-    messages, dead = list(_outgoing), list(_dead_letters)
-    _outgoing.clear()
-    _dead_letters.clear()
-    await _hand_over(messages, dead)
+    if _unwritten:
+        await _write_back_unwritten()
+    await _published()
     # one partition's transaction does not wait for another's (Faust commits them one by one)
     await asyncio.gather(*(app.consumer.transactions.commit(offsets) for offsets in moved.values()))
     for p, offsets in moved.items():
@@ -559,6 +587,7 @@ async def _forget_partitions(app, partitions, *, commit: bool = False, **kwargs)
     restarts from its last committed state.)"""
     keep_faust_off(app.consumer, ALL_INPUTS)
     async with _batch_lock:
+        await _published()
         if commit:
             await _commit(at_once=True)
         _forget_all()
@@ -572,6 +601,7 @@ def _forget_all() -> None:
     if _reader is not None:
         _reader.forget()
     _dead_letters.clear()       # (committed before a revoke; otherwise read again with their events)
+    _unwritten.clear()
     pipelines.clear()
     _segments.clear()
     _ids.clear()
