@@ -6,8 +6,8 @@ A simulated file (as `bench/worker.py` makes it) is cut into the worker's batche
 (2,000 records, records keyed and partitioned as `cspulse produce` does) and run
 through the worker's own functions, in a child process pinned to one core:
 `_feed` (decode, the core), `_write_back` every 2.8 s of the run (what a commit
-writes; its messages are dropped, not sent), and, in the second pass, the
-look-ahead and rules step the worker runs after each batch (`alerting.step`, the
+writes in a backlog; its messages are dropped, not sent), and, in the second pass,
+the look-ahead and rules step the worker runs after each batch (`_judge_batch`, the
 default rules). No broker, no store, no /metrics: what is left when the worker's
 Kafka reads and writes, its transactions and its timers take no time at all.
 Prints events/s and µs an event for each phase.
@@ -35,9 +35,8 @@ def child(path: str, partitions: int, rules: bool) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
     os.environ["CSPULSE_PARTITIONS"] = str(partitions)
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
-    from cspulse.core import Pipeline, Rejected, decode
+    from cspulse.core import Rejected, decode
     from streams import worker as w
-    from streams.held_log import HeldSegments, RecentIds
     from streams.topics import topic_and_key
 
     records, offsets = [], defaultdict(int)
@@ -48,12 +47,8 @@ def child(path: str, partitions: int, rules: bool) -> dict:
         records.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
                                        offset=offsets[(name, p)], timestamp=int(time.time() * 1000)))
         offsets[(name, p)] += 1
-    for p in range(w.PARTITIONS):     # as `_restore` leaves an empty partition
-        pl = Pipeline(w.SETTINGS.params())
-        pl.expected_inputs, pl.gather = w.ORDERED_INPUTS, w.GATHER_US
-        pl.track_changes()
-        pl.collect_notes()
-        w.pipelines[p], w._segments[p], w._ids[p], w._applied[p] = pl, HeldSegments(p), RecentIds(), {}
+    for p in range(w.PARTITIONS):     # empty partitions, as a worker's first start restores them
+        w.pipelines[p] = w._restore(p, {table.name: {} for table in w._TABLES})
     w._alerts_loaded = True
     spent = {"feed": 0.0, "write_back": 0.0, "rules": 0.0}
     started = last_commit = time.perf_counter()
@@ -75,12 +70,7 @@ def child(path: str, partitions: int, rules: bool) -> dict:
             spent["write_back"] += time.perf_counter() - b
         if rules:
             c = time.perf_counter()
-            now = w.now_us()
-            for p in shares:
-                pl = w.pipelines[p]
-                if pl.max_ts is not None and pl.max_ts >= now - pl.lateness:
-                    pl.look_ahead_changed(w._ahead_time(pl, now))
-            w.alerting.step(w.pipelines, None, now)
+            w._judge_batch(shares, w.now_us())
             w.alerting.outgoing.clear()
             spent["rules"] += time.perf_counter() - c
     took = time.perf_counter() - started

@@ -102,8 +102,13 @@ alerting = WorkerAlerts(SETTINGS.rules, SETTINGS.params(), metrics, webhooks=SET
 
 
 def partition_of(key: str) -> int:
+    """The input partition of a key."""
+    return partition_for(key.encode(), PARTITIONS)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a key (murmur2, as kafka-python and aiokafka)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 _TABLES = (customers, agents, books, clocks, held_events)
@@ -173,8 +178,8 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
     return pl
 
 
-# Changelog messages of the partitions being committed (`_commit`), queued in their
-# transactions before the offsets are.  `table[key] = value` would send to the partition
+# Changelog messages of the partitions being written back (`_write_back_unwritten`),
+# queued in their transactions before their offsets are committed.  `table[key] = value` would send to the partition
 # of the *current* event, and `send_changelog` through Faust's producer buffer, which a
 # transaction commit does not flush: a message still buffered when its partition's
 # transaction ends (a rebalance, a commit) is sent outside any transaction and the
@@ -382,6 +387,7 @@ async def subscribe(stream):
 async def _process(batch: list) -> None:
     """One batch of input records: fed to the partitions' pipelines and written back (or
     left for the commit, in a backlog: `_unwritten`), then the alerts of what it changed."""
+    global _last_full_batch
     started = time.perf_counter()
     shares: dict[int, list] = defaultdict(list)
     for r in batch:
@@ -392,7 +398,9 @@ async def _process(batch: list) -> None:
         if share:
             _dead_letters.extend((p, letter) for letter in _feed(p, share))
             _unwritten.add(p)
-    if len(batch) < BATCH:      # live: written back now (a backlog's full batches wait for the commit)
+    if len(batch) >= BATCH:     # a backlog: written back at the commit, and the live refresh spaced out
+        _last_full_batch = time.monotonic()
+    else:                       # live: written back now
         await _write_back_unwritten()
     # Alerts about single events without waiting for the allowed lateness: the
     # look-ahead of the customers this batch changed gives their notes now.  A partition
@@ -402,15 +410,20 @@ async def _process(batch: list) -> None:
     # or so later, and a backlog is read faster (a look-ahead per batch took a fifth of
     # the worker's time there, the customers' own events applied for real moments later).
     if _alerts_loaded:
-        now = now_us()
-        for p in shares:
-            pl = pipelines[p]
-            if pl.max_ts is not None and pl.max_ts >= now - pl.lateness:
-                pl.look_ahead_changed(_ahead_time(pl, now))
-        alerting.step(pipelines, None, now)
+        _judge_batch(shares, now_us())
         await _send_alerts()
     metrics.batch.observe(time.perf_counter() - started)
     metrics.lag.set(max(0.0, time.time() - newest))
+
+
+def _judge_batch(partitions, now: int) -> None:
+    """The look-ahead of the customers a batch changed in these partitions (those not in a
+    backlog, above), then the rules over the pipelines' new notes."""
+    for p in partitions:
+        pl = pipelines[p]
+        if pl.max_ts is not None and pl.max_ts >= now - pl.lateness:
+            pl.look_ahead_changed(_ahead_time(pl, now))
+    alerting.step(pipelines, None, now)
 
 
 _reader: InputReader | None = None
@@ -423,7 +436,7 @@ _committed: dict[int, dict[str, int]] = {}    # partition -> topic -> last offse
 async def read_inputs() -> None:
     """Read the inputs in batches (`streams/inputs.py`) and process them, committing the
     partitions' transactions every `broker_commit_interval`."""
-    global _reader, _last_full_batch
+    global _reader
     reader = _reader = InputReader(_plain_consumer("cspulse-inputs"))
     await reader.start()
     while not app.should_stop:
@@ -440,8 +453,6 @@ async def read_inputs() -> None:
                         batch = []
                         reader.forget()
                     elif batch:
-                        if len(batch) >= BATCH:
-                            _last_full_batch = time.monotonic()
                         await _process(batch)
                 if not app.rebalancing:
                     await _commit()
@@ -961,7 +972,7 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
         count = len(await _alerts_producer.partitions_for(name))
         shares: dict[int, list] = defaultdict(list)
         for key, value in queue:      # every message has a key: its partition as aiokafka's partitioner gives it
-            shares[(murmur2(key) & 0x7FFFFFFF) % count].append((key, value))
+            shares[partition_for(key, count)].append((key, value))
         sent = [future for p, records in shares.items()
                 for future in await changelog.send_batches(_alerts_producer, name, p, records)]
         for future in sent:
