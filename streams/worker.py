@@ -89,6 +89,7 @@ _read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to i
 # alert's latency; measured at 1,000 events/s: p99 413 ms at 100 ms, 511 ms at 200 ms).
 BATCH, BATCH_WITHIN_S = 2000, 0.1
 _last_heard: dict[tuple[int, str], float] = {}
+_idle: dict[int, set[str]] = {}     # partition -> its inputs idle at its last batch (`_feed`)
 # A customer's held events are applied together once the oldest is 30 s past the allowed
 # lateness (`Pipeline.gather`): every customer applied is written to the changelog, and
 # applying each event alone wrote a customer writing every few seconds once per event a
@@ -362,8 +363,8 @@ def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     for r in batch:
         _last_heard[(p, r.topic)] = wall
         applied[r.topic] = r.offset
-    idle = {t for t in ORDERED_INPUTS
-            if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
+    idle = _idle[p] = {t for t in ORDERED_INPUTS
+                       if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
     dead, before = [], tally(pl.stats)
     for r in batch:
         bad = pl.feed_line(r.value, r.topic, idle)
@@ -425,9 +426,22 @@ def _judge_batch(partitions, now: int) -> None:
     backlog, above), then the rules over the pipelines' new notes."""
     for p in partitions:
         pl = pipelines[p]
-        if pl.max_ts is not None and pl.max_ts >= now - pl.lateness:
+        if _reads_now(pl, _idle.get(p, ()), now):
             pl.look_ahead_changed(_ahead_time(pl, now))
     alerting.step(pipelines, None, now)
+
+
+def _reads_now(pl: Pipeline, idle, now: int) -> bool:
+    """Whether a partition reads events of now, not a backlog: the newest event of its
+    slowest customer input still being read (idle ones left out, as the pipeline's stream
+    time does) within the allowed lateness of now.  Its newest event alone misled when
+    one input was read ahead of the others: a backlog whose last orders (a week of
+    refunds past its last day) were read while its chat was weeks behind was looked
+    ahead at each batch, and read 3-4 times slower (bench/worker.py --days 75)."""
+    tops = pl.input_max
+    heard = [tops[t] for t in ORDERED_INPUTS if t in tops and t not in idle]
+    slowest = min(heard) if heard else pl.max_ts
+    return slowest is not None and slowest >= now - pl.lateness
 
 
 _reader: InputReader | None = None
@@ -622,6 +636,7 @@ def _forget_all() -> None:
     _ids.clear()
     _read_to_end.clear()
     _last_heard.clear()
+    _idle.clear()
     _applied.clear()
     _stalls.forget()
 
