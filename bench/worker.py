@@ -15,6 +15,9 @@ On one broker (started on a free port, or CSPULSE_KAFKA) and the same topics:
    worker's resident memory is sampled throughout.  (Only with one worker: with
    `--workers 2` the backlog is read by two processes sharing the partitions, and
    their rate and CPU are summed.)
+
+With `--days` over 6 (a long file, e.g. 75 days: two month-ends), the backlog is
+also shown a tenth at a time: the workers' resident memory and their rate then.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,25 +91,34 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def throughput(ports: list[int], n: int, pids: list[int]) -> tuple[float, float]:
+def throughput(ports: list[int], n: int, pids: list[int]) -> tuple[float, float, list[tuple]]:
     """Events/s of the workers from their /metrics, first progress to the last event, and
     the CPU µs they spent an event over the same span (less sensitive than the rate to
-    what else the machine runs: this one's two cores also run the broker)."""
+    what else the machine runs: this one's two cores also run the broker); and a
+    sample at each tenth of the events (events done, resident MB of the workers, events/s
+    and CPU µs an event since the sample before), to see both stay flat over a long file."""
     first = last = None
-    deadline = time.monotonic() + 900
+    samples: list[tuple] = []
+    deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         done = sum(float(v) for port in ports for v in EVENTS.findall(scrape(port)))
         now = time.perf_counter()
         if done and first is None:
-            first = (now, done, sum(map(cpu_s, pids)))
+            first = prev = (now, done, sum(map(cpu_s, pids)))
+        if first is not None and (done >= n or done >= prev[1] + n / 10):
+            cpu = sum(map(cpu_s, pids))
+            span = done - prev[1]
+            samples.append((done, sum(map(rss_mb, pids)), span / (now - prev[0]) if span else 0.0,
+                            (cpu - prev[2]) / span * 1e6 if span else 0.0))
+            prev = (now, done, cpu)
         if done >= n:
-            last = (now, done, sum(map(cpu_s, pids)))
+            last = prev
             break
         time.sleep(0.25)
     else:
-        raise SystemExit(f"worker: {done:,.0f} of {n:,} events after 15 minutes")
+        raise SystemExit(f"worker: {done:,.0f} of {n:,} events after 30 minutes")
     events = last[1] - first[1]
-    return events / (last[0] - first[0]), (last[2] - first[2]) / events * 1e6
+    return events / (last[0] - first[0]), (last[2] - first[2]) / events * 1e6, samples
 
 
 def live_load(bootstrap: str, prefix: str, rate: int, seconds: float, port: int, pid: int):
@@ -204,10 +216,34 @@ def simulate(tmp: Path, agents: int, days: int) -> Path:
     """A simulated shop's events (1% duplicates, 0.1% bad lines) in tmp/events.jsonl."""
     path = tmp / "events.jsonl"
     print(f"simulating {agents} agents × {days} days …", flush=True)
+    # from 2026-11-01 as always, or earlier for a long file, so that it ends before today
+    # (its orders' refunds and payments run a week past the last day): a partition that
+    # has read events stamped after now is not in a backlog, and is looked ahead at each
+    # batch (`_judge_batch`), a third of the worker's time
+    start = min(date(2026, 11, 1), date.today() - timedelta(days=days + 10))
     subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(agents),
-                    "--days", str(days), "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)],
+                    "--days", str(days), "--start", start.isoformat(), "--duplicates", "0.01", "--bad", "0.001",
+                    "-o", str(path)],
                    check=True, capture_output=True)
     return path
+
+
+def day_at(path: Path):
+    """events read -> the event day the file has reached there (the worker's partitions
+    move through event time together: a partition's stream time is its slowest input)."""
+    import bisect
+    ends, days, i, day = [], [], 0, None
+    with path.open("rb") as f:
+        for line in f:
+            at = line.find(b'"ts":"')
+            d = line[at + 6:at + 16].decode("ascii", "replace") if at >= 0 else day
+            if d != day and day is not None:
+                ends.append(i)
+                days.append(day)
+            day, i = d, i + 1
+    ends.append(i)
+    days.append(day)
+    return lambda done: days[min(len(days) - 1, bisect.bisect_left(ends, done))]
 
 
 def live_chat(event_id: str, rng: random.Random, stamp: str) -> tuple[bytes, bytes]:
@@ -261,7 +297,7 @@ def main() -> None:
             print("worker …", flush=True)
             procs = [workers.start(i) for i in range(args.workers)]
             port = workers.ports[-1]
-            worker_rate, cpu_us = throughput(workers.ports, n_in, [p.pid for p in procs])
+            worker_rate, cpu_us, progress = throughput(workers.ports, n_in, [p.pid for p in procs])
             exact = workers.wait_for(expected, timeout=120) == expected
             latencies, probes, memory = [], 0, []
             if args.workers == 1:   # (a worker's /metrics has the others' partitions as last stored)
@@ -283,6 +319,12 @@ def main() -> None:
                 print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "
                       f"p99 {percentile(latencies, .99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
                       f"({len(latencies)} of {probes} probes seen)")
+            if args.days > 6:   # a long file: did memory and speed stay flat through it?
+                days = day_at(path)
+                print(f"\nthe backlog, a tenth at a time:\n{'events read':>12} {'≈ event day':>12} {'RSS MB':>8} "
+                      f"{'events/s':>9} {'CPU µs/ev':>10}")
+                for done, mb, rate, cpu in progress:
+                    print(f"{done:12,.0f} {days(done):>12} {mb:8.0f} {rate:9,.0f} {cpu:10.1f}")
             if memory:
                 print("worker RSS over the live run (s: MB): "
                       + "  ".join(f"{t:.0f}: {mb:.0f}" for t, mb in memory))

@@ -1,0 +1,121 @@
+"""The worker's state over months of a shop's events: does its memory stay flat?
+
+    .venv/bin/python bench/memory.py [--agents 20] [--days 75] [--every 5]
+
+A simulated file (as `bench/worker.py` makes it, ending before today) runs through the
+worker's own batch path in process (`_feed`, the write-back every 2.8 s of the run as
+in a backlog, the notes drained as the rules step would; no broker, store or rules),
+and every `--every` days of event time prints the resident memory, the blocks Python
+has allocated, and what the state holds: customers, their orders (kept while their
+month is open), the event ids kept for de-duplication (two days), and the changelog
+keys.  Flat means: after the first month, the same day of the month holds as much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(path: Path, every: int) -> None:
+    os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
+    os.environ.setdefault("CSPULSE_PARTITIONS", "8")               # as bench/worker.py runs it
+    from cspulse.core import Rejected, decode
+    from streams import worker as w
+    from streams.topics import topic_and_key
+
+    for p in range(w.PARTITIONS):     # empty partitions, as a worker's first start restores them
+        w.pipelines[p] = w._restore(p, {table.name: {} for table in w._TABLES})
+    offsets: dict = defaultdict(int)
+    batch: list = []
+    last_write = time.perf_counter()
+
+    def process(batch: list) -> None:
+        nonlocal last_write
+        shares = defaultdict(list)
+        for r in batch:
+            shares[r.partition].append(r)
+        for p, share in shares.items():
+            w._feed(p, share)
+        w._dead_letters.clear()
+        for pl in w.pipelines.values():
+            pl.drain_notes()          # (the worker's rules step takes them each batch)
+        if time.perf_counter() - last_write >= 2.8:
+            last_write = time.perf_counter()
+            for p, pl in w.pipelines.items():
+                w._write_back(p, pl)
+            w._outgoing.clear()
+            w._spare_the_collector(time.monotonic())
+
+    def report(day: str, events: int) -> None:
+        customers = [c for pl in w.pipelines.values() for c in pl.ledger.customers.values()]
+        print(f"{day:>10} {events:11,} {rss_mb():7.0f} {sys.getallocatedblocks() / 1e6:8.2f} {len(customers):10,} "
+              f"{sum(len(c.orders) for c in customers):8,} {sum(len(c.recent_ids) for c in customers):9,} "
+              f"{sum(len(t.data) for t in w._TABLES):10,}", flush=True)
+
+    print(f"{'event day':>10} {'events':>11} {'RSS MB':>7} {'blocks M':>8} {'customers':>10} {'orders':>8} "
+          f"{'event ids':>9} {'table keys':>10}")
+    first = day = None
+    n = 0
+    with path.open("rb") as f:
+        for line in f:
+            at = line.find(b'"ts":"')
+            d = line[at + 6:at + 16].decode("ascii", "replace") if at >= 0 else day
+            if d != day and d > (day or ""):          # (a line stamped earlier is no new day)
+                first = first or date.fromisoformat(d)
+                if day is not None and (date.fromisoformat(d) - first).days % every == 0:
+                    report(d, n)
+                day = d
+            event = decode(line)
+            topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
+            p, name = w.partition_of(key), w.PREFIX + topic
+            batch.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
+                                         offset=offsets[(name, p)], timestamp=0))
+            offsets[(name, p)] += 1
+            n += 1
+            if len(batch) == w.BATCH:
+                process(batch)
+                batch = []
+    if batch:
+        process(batch)
+    report("end", n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--days", type=int, default=75)
+    ap.add_argument("--every", type=int, default=5, help="print every this many days of event time")
+    args = ap.parse_args()
+    if args.days < 1 or args.every < 1:
+        sys.exit("bench/memory.py: --days and --every must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="cspulse-memory-") as tmp:
+        path = Path(tmp) / "events.jsonl"
+        start = min(date(2026, 11, 1), date.today() - timedelta(days=args.days + 10))
+        print(f"simulating {args.agents} agents × {args.days} days from {start} …", flush=True)
+        subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(args.agents),
+                        "--days", str(args.days), "--start", start.isoformat(), "--duplicates", "0.01",
+                        "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
+        run(path, args.every)
+
+
+if __name__ == "__main__":
+    main()
