@@ -27,7 +27,24 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+
+def worker_records(lines):
+    """The lines of a file as the worker's reader gets them (aiokafka records), keyed and
+    partitioned as `cspulse produce` sends them, offsets counted per topic and partition
+    (a bad line as a chat message)."""
+    from cspulse.core import Rejected, decode
+    from streams import worker as w
+    from streams.topics import topic_and_key
+    offsets = defaultdict(int)
+    for line in lines:
+        event = decode(line)
+        topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
+        p, name = w.partition_of(key), w.PREFIX + topic
+        yield SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
+                              offset=offsets[(name, p)], timestamp=int(time.time() * 1000))
+        offsets[(name, p)] += 1
 
 
 def child(path: str, partitions: int, rules: bool) -> dict:
@@ -35,18 +52,9 @@ def child(path: str, partitions: int, rules: bool) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
     os.environ["CSPULSE_PARTITIONS"] = str(partitions)
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
-    from cspulse.core import Rejected, decode
     from streams import worker as w
-    from streams.topics import topic_and_key
 
-    records, offsets = [], defaultdict(int)
-    for line in Path(path).read_bytes().splitlines():
-        event = decode(line)
-        topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
-        p, name = w.partition_of(key), w.PREFIX + topic
-        records.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
-                                       offset=offsets[(name, p)], timestamp=int(time.time() * 1000)))
-        offsets[(name, p)] += 1
+    records = list(worker_records(Path(path).read_bytes().splitlines()))
     for p in range(w.PARTITIONS):     # empty partitions, as a worker's first start restores them
         w.pipelines[p] = w._restore(p, {table.name: {} for table in w._TABLES})
     w._alerts_loaded = True
@@ -87,12 +95,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child[0], args.partitions, args.child[1] == "rules")))
         return
+    from worker import simulate     # bench/worker.py's file
     with tempfile.TemporaryDirectory(prefix="cspulse-ceiling-") as tmp:
-        path = Path(tmp) / "events.jsonl"
-        print(f"simulating {args.agents} agents × {args.days} days …", flush=True)
-        subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(args.agents),
-                        "--days", str(args.days), "--duplicates", "0.01", "--bad", "0.001", "-o", str(path)],
-                       check=True, capture_output=True)
+        path = simulate(Path(tmp), args.agents, args.days)
         print(f"{'the worker, no Kafka':22} {'events/s':>9} {'feed':>9} {'write-back':>11} {'rules':>9}   (µs an event)")
         for mode in ("none", "rules"):
             run = subprocess.run([sys.executable, __file__, "--partitions", str(args.partitions),

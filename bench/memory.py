@@ -15,36 +15,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from ceiling import worker_records             # noqa: E402  (the benches' own helpers)
+from worker import day_of, rss_mb, simulate    # noqa: E402  (bench/worker.py)
 
 
 def run(path: Path, every: int) -> None:
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
     os.environ.setdefault("CSPULSE_PARTITIONS", "8")               # as bench/worker.py runs it
-    from cspulse.core import Rejected, decode
     from streams import worker as w
-    from streams.topics import topic_and_key
 
     for p in range(w.PARTITIONS):     # empty partitions, as a worker's first start restores them
         w.pipelines[p] = w._restore(p, {table.name: {} for table in w._TABLES})
-    offsets: dict = defaultdict(int)
     batch: list = []
     last_write = time.perf_counter()
 
@@ -67,7 +58,7 @@ def run(path: Path, every: int) -> None:
 
     def report(day: str, events: int) -> None:
         customers = [c for pl in w.pipelines.values() for c in pl.ledger.customers.values()]
-        print(f"{day:>10} {events:11,} {rss_mb():7.0f} {sys.getallocatedblocks() / 1e6:8.2f} {len(customers):10,} "
+        print(f"{day:>10} {events:11,} {rss_mb(os.getpid()):7.0f} {sys.getallocatedblocks() / 1e6:8.2f} {len(customers):10,} "
               f"{sum(len(c.orders) for c in customers):8,} {sum(len(c.recent_ids) for c in customers):9,} "
               f"{sum(len(t.data) for t in w._TABLES):10,}", flush=True)
 
@@ -76,20 +67,14 @@ def run(path: Path, every: int) -> None:
     first = day = None
     n = 0
     with path.open("rb") as f:
-        for line in f:
-            at = line.find(b'"ts":"')
-            d = line[at + 6:at + 16].decode("ascii", "replace") if at >= 0 else day
+        for record in worker_records(f):
+            d = day_of(record.value) or day
             if d != day and d > (day or ""):          # (a line stamped earlier is no new day)
                 first = first or date.fromisoformat(d)
                 if day is not None and (date.fromisoformat(d) - first).days % every == 0:
                     report(d, n)
                 day = d
-            event = decode(line)
-            topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
-            p, name = w.partition_of(key), w.PREFIX + topic
-            batch.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
-                                         offset=offsets[(name, p)], timestamp=0))
-            offsets[(name, p)] += 1
+            batch.append(record)
             n += 1
             if len(batch) == w.BATCH:
                 process(batch)
@@ -108,13 +93,7 @@ def main() -> None:
     if args.days < 1 or args.every < 1:
         sys.exit("bench/memory.py: --days and --every must be at least 1")
     with tempfile.TemporaryDirectory(prefix="cspulse-memory-") as tmp:
-        path = Path(tmp) / "events.jsonl"
-        start = min(date(2026, 11, 1), date.today() - timedelta(days=args.days + 10))
-        print(f"simulating {args.agents} agents × {args.days} days from {start} …", flush=True)
-        subprocess.run([str(Path(sys.executable).parent / "cspulse"), "simulate", "--agents", str(args.agents),
-                        "--days", str(args.days), "--start", start.isoformat(), "--duplicates", "0.01",
-                        "--bad", "0.001", "-o", str(path)], check=True, capture_output=True)
-        run(path, args.every)
+        run(simulate(Path(tmp), args.agents, args.days), args.every)
 
 
 if __name__ == "__main__":

@@ -228,6 +228,12 @@ def simulate(tmp: Path, agents: int, days: int) -> Path:
     return path
 
 
+def day_of(line: bytes) -> str | None:
+    """The day ("YYYY-MM-DD") an event line is stamped on, read without parsing it (None: no `ts`)."""
+    at = line.find(b'"ts":"')
+    return line[at + 6:at + 16].decode("ascii", "replace") if at >= 0 else None
+
+
 def day_at(path: Path):
     """events read -> the event day the file has reached there (the worker's partitions
     move through event time together: a partition's stream time is its slowest input)."""
@@ -235,8 +241,7 @@ def day_at(path: Path):
     ends, days, i, day = [], [], 0, None
     with path.open("rb") as f:
         for line in f:
-            at = line.find(b'"ts":"')
-            d = line[at + 6:at + 16].decode("ascii", "replace") if at >= 0 else day
+            d = day_of(line) or day
             if d != day and day is not None:
                 ends.append(i)
                 days.append(day)

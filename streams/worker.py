@@ -89,7 +89,6 @@ _read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to i
 # alert's latency; measured at 1,000 events/s: p99 413 ms at 100 ms, 511 ms at 200 ms).
 BATCH, BATCH_WITHIN_S = 2000, 0.1
 _last_heard: dict[tuple[int, str], float] = {}
-_idle: dict[int, set[str]] = {}     # partition -> its inputs idle at its last batch (`_feed`)
 # A customer's held events are applied together once the oldest is 30 s past the allowed
 # lateness (`Pipeline.gather`): every customer applied is written to the changelog, and
 # applying each event alone wrote a customer writing every few seconds once per event a
@@ -189,7 +188,8 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
 _outgoing: list[tuple] = []
 # A table's data says which keys its changelog holds, not their values: the pipelines
 # hold the state, and a second copy of every customer as bytes was a sixth of the
-# worker's memory (bench/worker.py --seconds 900: 226 of 1,282 MB at 840 s, in process).
+# worker's memory (226 of 1,282 MB at 840 s of bench/worker.py's chatty load at 2,000
+# events/s, run through `_feed` and `_write_back` in process).
 KEPT = True
 
 
@@ -354,6 +354,13 @@ def _plain_consumer(client_id: str):
                             isolation_level="read_committed", auto_offset_reset="earliest", client_id=client_id)
 
 
+def _idle_inputs(p: int, wall: float) -> set[str]:
+    """Partition p's customer inputs read to their end and not heard from for `IDLE_S`: they
+    no longer hold its stream time back."""
+    return {t for t in ORDERED_INPUTS
+            if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
+
+
 def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     """Feed one partition's share of a batch (aiokafka records) to its pipeline; return the
     dead letters.  (What changed is written back after the batch or at the commit: `_unwritten`.)"""
@@ -363,8 +370,7 @@ def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     for r in batch:
         _last_heard[(p, r.topic)] = wall
         applied[r.topic] = r.offset
-    idle = _idle[p] = {t for t in ORDERED_INPUTS
-                       if (p, t) in _read_to_end and wall - _last_heard.setdefault((p, t), wall) > IDLE_S}
+    idle = _idle_inputs(p, wall)
     dead, before = [], tally(pl.stats)
     for r in batch:
         bad = pl.feed_line(r.value, r.topic, idle)
@@ -424,17 +430,19 @@ async def _process(batch: list) -> None:
 def _judge_batch(partitions, now: int) -> None:
     """The look-ahead of the customers a batch changed in these partitions (those not in a
     backlog, above), then the rules over the pipelines' new notes."""
+    wall = time.monotonic()
     for p in partitions:
         pl = pipelines[p]
-        if _reads_now(pl, _idle.get(p, ()), now):
+        if _reads_now(pl, _idle_inputs(p, wall), now):
             pl.look_ahead_changed(_ahead_time(pl, now))
     alerting.step(pipelines, None, now)
 
 
 def _reads_now(pl: Pipeline, idle, now: int) -> bool:
     """Whether a partition reads events of now, not a backlog: the newest event of its
-    slowest customer input still being read (idle ones left out, as the pipeline's stream
-    time does) within the allowed lateness of now.  Its newest event alone misled when
+    slowest customer input still being read within the allowed lateness of now (idle
+    inputs left out, as in the pipeline's stream time; unlike there, an input not heard
+    from at all holds nothing back here: nothing of it can be behind).  Its newest event alone misled when
     one input was read ahead of the others: a backlog whose last orders (a week of
     refunds past its last day) were read while its chat was weeks behind was looked
     ahead at each batch, and read 3-4 times slower (bench/worker.py --days 75)."""
@@ -636,7 +644,6 @@ def _forget_all() -> None:
     _ids.clear()
     _read_to_end.clear()
     _last_heard.clear()
-    _idle.clear()
     _applied.clear()
     _stalls.forget()
 
