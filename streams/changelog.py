@@ -29,6 +29,7 @@ longer counts these sends; `/metrics` has the worker's own batch figures.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import defaultdict
@@ -49,19 +50,52 @@ def by_partition(messages) -> dict[tuple[str, int], list[tuple[bytes, bytes | No
     return out
 
 
-async def publish(app, messages, inputs: str) -> None:
+async def publish(app, messages, inputs: str) -> dict[int, list]:
     """Send (topic, partition, key, value) messages (value None: a deletion) in the open
     transactions that commit the offsets of partition p of `inputs` (an input topic's
-    name); return once they are queued in the producers."""
+    name); return once they are queued in the producers, with the futures of their
+    batches by partition p (`settle` them before p's transaction commits)."""
     driver = app.producer       # Faust's aiokafka Producer: the one under `app.consumer.transactions`
     group = app.assignor.group_for_topic(inputs)
+    sent: dict[int, list] = defaultdict(list)
     for (topic, p), records in by_partition(messages).items():
         tid = f"{app.conf.id}-{group}-{p}"
         producer = driver._transaction_producers.get(tid)
         if producer is None:
             raise ProducerSendError(f"No transaction producer found for : {tid}")
         async with driver._trn_locks[tid]:
-            await send_batches(producer, topic, p, records)
+            sent[p] += await send_batches(producer, topic, p, records)
+    return sent
+
+
+class ChangelogWriteFailed(RuntimeError):
+    """A message of a partition's transaction was not written: the transaction must not commit."""
+
+
+async def settle(futures, p: int) -> None:
+    """Wait for the sends of partition p's transaction (batch futures, or Faust's message
+    futures) and raise `ChangelogWriteFailed` if any failed: call it before the transaction
+    commits.
+
+    aiokafka's `commit_transaction` waits for the transaction's batches but commits
+    whatever became of them: a batch failed (expired while its partition had no
+    leader, or refused by the broker) is left out and the rest commit (Kafka's Java
+    producer raises instead and commits nothing).  A partition's transaction is its
+    customers, its held segments and its clock together: one of them left out gives a
+    state that contradicts itself (seen once, a 75-day backlog through a broker that
+    answered `NotEnoughReplicas` and changed its metadata: a restore found a customer
+    holding 9 events and the held segments 10, and the worker could not start).
+    `tests/integration/test_changelog_failure.py` shows aiokafka doing so on a real broker."""
+    if not futures:
+        return
+    await asyncio.wait(futures)
+    failed = [asyncio.CancelledError("send cancelled") if f.cancelled() else f.exception()
+              for f in futures if f.cancelled() or f.exception() is not None]
+    if failed:
+        raise ChangelogWriteFailed(
+            f"partition {p}: {len(failed)} of {len(futures)} sends of its transaction failed "
+            f"({failed[0]!r}); its transaction is not committed: restart the worker, which resumes "
+            "from the last committed state") from failed[0]
 
 
 async def send_batches(producer, topic: str, p: int, records) -> list:

@@ -215,6 +215,7 @@ def _drop(table, p: int, key: str) -> None:
 # so the offsets it commits are those of the state in the same transaction.
 _unwritten: set[int] = set()      # partitions fed since their last write-back
 _dead_letters: list[tuple[int, tuple[bytes | None, bytes]]] = []   # sent with their partitions' write-back
+_in_flight: dict[int, list] = defaultdict(list)    # partition -> sends of its open transaction (`changelog.settle`)
 _publishing: asyncio.Future | None = None
 
 
@@ -242,11 +243,13 @@ async def _published() -> None:
 
 
 async def _hand_over(messages: list[tuple], dead: list) -> None:
-    """Queue changelog messages and dead letters in the partitions' transactions."""
+    """Queue changelog messages and dead letters in the partitions' transactions (their
+    futures kept in `_in_flight`: checked before the transactions commit)."""
     async with whole_batch(app.consumer):
-        await changelog.publish(app, messages, inputs=PREFIX + CO_PARTITIONED[0])
+        for p, futures in (await changelog.publish(app, messages, inputs=PREFIX + CO_PARTITIONED[0])).items():
+            _in_flight[p] += futures
         for p, (key, envelope) in dead:
-            await rejected_topic.send(key=key, value=envelope, partition=p, force=True)
+            _in_flight[p].append(await rejected_topic.send(key=key, value=envelope, partition=p, force=True))
 
 
 def _write_back(p: int, pl: Pipeline) -> None:
@@ -559,8 +562,14 @@ async def _commit(at_once: bool = False) -> None:
     if _unwritten:
         await _write_back_unwritten()
     await _published()
+
+    async def commit(p: int, offsets: dict) -> None:
+        # every send of the transaction written, or no commit (`changelog.settle` says why)
+        await changelog.settle(_in_flight.pop(p, []), p)
+        await app.consumer.transactions.commit(offsets)
+
     # one partition's transaction does not wait for another's (Faust commits them one by one)
-    await asyncio.gather(*(app.consumer.transactions.commit(offsets) for offsets in moved.values()))
+    await asyncio.gather(*(commit(p, offsets) for p, offsets in moved.items()))
     for p, offsets in moved.items():
         _committed.setdefault(p, {}).update({tp.topic: o - 1 for tp, o in offsets.items()})
 
@@ -638,6 +647,7 @@ def _forget_all() -> None:
     if _reader is not None:
         _reader.forget()
     _dead_letters.clear()       # (committed before a revoke; otherwise read again with their events)
+    _in_flight.clear()
     _unwritten.clear()
     pipelines.clear()
     _segments.clear()
