@@ -25,6 +25,18 @@ class KpiValue(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class KpiSource(SQLModel, table=True):
+    """Which counters the stored KPIs of one (agent or shop, period) were computed from: a
+    digest of them, written with the KPIs by the worker (`repo.write_book_kpis`), so a
+    store write recomputes and rewrites only what changed.  No row: unknown (written
+    by a replay, or before this table): rewritten at the worker's next store write."""
+
+    __tablename__ = "kpi_source"
+    period: str = Field(primary_key=True, max_length=10)
+    agent_id: str = Field(primary_key=True, max_length=128)
+    digest: str = Field(max_length=32)
+
+
 class GoalRow(SQLModel, table=True):
     """A target agreed for one KPI of an agent for a month (the latest goal_set)."""
 

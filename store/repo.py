@@ -18,8 +18,8 @@ from sqlmodel import Session, create_engine, select
 
 from cspulse.core import KPIS
 from store import migrate
-from store.models import (SHOP_ROW, Adjustment, AlertRow, ConsequenceRow, CoreState, GoalRow, KpiValue, MonthClose,
-                          PartitionBook, PlanDecision, RejectedEvent, ReplayRun, ReviewRow, utcnow)
+from store.models import (SHOP_ROW, Adjustment, AlertRow, ConsequenceRow, CoreState, GoalRow, KpiSource, KpiValue,
+                          MonthClose, PartitionBook, PlanDecision, RejectedEvent, ReplayRun, ReviewRow, utcnow)
 
 _CHUNK = 5000
 
@@ -137,18 +137,57 @@ def rejected(*, session: Session, limit: int = 100) -> list[RejectedEvent]:
 
 # -- KPI values -------------------------------------------------------------------
 
-def write_kpis(values: dict[tuple[str | None, str], dict[str, float | None]], *, session: Session) -> None:
-    """Replace the stored KPIs of every (who, period) given; who None is the shop."""
+def write_kpis(values: dict[tuple[str | None, str], dict[str, float | None]], *, session: Session,
+               sources: dict[tuple[str | None, str], str] | None = None) -> None:
+    """Replace the stored KPIs of every (who, period) given; who None is the shop.  With
+    `sources`, the digests of the counters they were computed from (`write_book_kpis`);
+    without, those keys' digests are dropped (unknown: the worker rewrites them)."""
     now = utcnow()
     rows = [{"period": period, "agent_id": SHOP_ROW if who is None else who, "kpi": k, "value": v,
              "updated_at": now}
             for (who, period), kpis in values.items() for k, v in kpis.items()]
-    keys = list({(r["period"], r["agent_id"]) for r in rows})
-    table = KpiValue.__table__
-    for i in range(0, len(keys), 400):
-        session.execute(delete(table).where(tuple_(table.c.period, table.c.agent_id).in_(keys[i:i + 400])))
+    keys = [(period, SHOP_ROW if who is None else who) for who, period in values]
+    _delete_keys(session, keys)
     for i in range(0, len(rows), _CHUNK):
-        session.execute(table.insert(), rows[i:i + _CHUNK])
+        session.execute(KpiValue.__table__.insert(), rows[i:i + _CHUNK])
+    if sources:
+        session.execute(KpiSource.__table__.insert(), [
+            {"period": period, "agent_id": SHOP_ROW if who is None else who, "digest": digest}
+            for (who, period), digest in sources.items()])
+
+
+def _delete_keys(session: Session, keys: list[tuple[str, str]]) -> None:
+    """Delete the KPIs and their digests of these (period, agent_id) keys."""
+    for table in (KpiValue.__table__, KpiSource.__table__):
+        for i in range(0, len(keys), 400):
+            session.execute(delete(table).where(tuple_(table.c.period, table.c.agent_id).in_(keys[i:i + 400])))
+
+
+def counters_digest(counters: dict[str, int]) -> str:
+    """A digest of one bucket of counters (its names and values, in any order)."""
+    return hashlib.blake2b(json.dumps(sorted(counters.items())).encode(), digest_size=16).hexdigest()
+
+
+def write_book_kpis(book, *, session: Session) -> int:
+    """Bring the stored KPIs in line with a book (`KpiBook`, every partition's summed):
+    recompute and rewrite only the (who, period) whose counters differ from those the
+    stored KPIs were computed from (`KpiSource`), and delete those whose counters are
+    gone (taken back to nothing); return how many were written or deleted.
+
+    Rewriting every period's KPIs at each store write cost the worker a time growing
+    with its history: 0.9 s of CPU every 10 s after 75 days of 20 agents (52,416 rows
+    deleted and inserted), 30-40% of one core after a year.  The digests say what the
+    store holds whoever wrote it, so workers writing the same store one after another
+    still leave the KPIs of the latest books."""
+    stored = {(None if agent == SHOP_ROW else agent, period): digest for period, agent, digest
+              in session.execute(select(KpiSource.period, KpiSource.agent_id, KpiSource.digest))}
+    counters = book.counters
+    digests = {key: counters_digest(c) for key, c in counters.items()}
+    changed = {key: d for key, d in digests.items() if stored.get(key) != d}
+    write_kpis({key: book.kpis(*key) for key in changed}, session=session, sources=changed)
+    gone = [(period, SHOP_ROW if who is None else who) for who, period in stored if (who, period) not in digests]
+    _delete_keys(session, gone)
+    return len(changed) + len(gone)
 
 
 def read_kpis(period: str, *, session: Session, agent_id: str | None = None) -> dict[str | None, dict]:

@@ -775,7 +775,7 @@ def _store(views: dict[int, dict], desks: tuple[list, list, list], alerts: tuple
         book = KpiBook()
         for buckets in every.values():
             book.add_buckets(buckets)
-        repo.write_kpis(book.all_kpis(), session=session)
+        repo.write_book_kpis(book, session=session)    # (only what changed since the KPIs stored)
         repo.write_goals(desks[0], session=session)
         repo.write_reviews(desks[1], session=session)
         repo.add_adjustments(desks[2], session=session)

@@ -2,43 +2,48 @@
 an empty database goes to head and back down to nothing, the migrations match the
 models exactly, and a database made before migrations is taken over."""
 
+from datetime import datetime, timezone
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlmodel import Session, SQLModel
 
 from store import migrate, repo
+from store.models import KpiValue
 
 TABLES = {"kpi_value", "goal", "rejected_event", "seen_event", "partition_book", "core_state", "replay_run", "alert",
-          "review", "month_close", "consequence", "plan_decision", "adjustment"}
+          "review", "month_close", "consequence", "plan_decision", "adjustment", "kpi_source"}
 
 
 def test_an_empty_database_migrates_to_head_and_back_down(store_url):
     engine = create_engine(store_url)
     assert migrate.current(engine) is None
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.head() == "0002"
+    assert migrate.current(engine) == migrate.head() == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
     with engine.connect() as c:     # the migrations build exactly what the models say
         assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
     migrate.downgrade(engine, "0001")
     assert set(inspect(engine).get_table_names()) == TABLES - {"review", "month_close", "consequence",
-                                                               "plan_decision", "adjustment"} | {"alembic_version"}
+                                                               "plan_decision", "adjustment", "kpi_source"} \
+        | {"alembic_version"}
     migrate.downgrade(engine, "base")
     assert migrate.current(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(engine)         # and up again
-    assert migrate.current(engine) == "0002"
+    assert migrate.current(engine) == "0003"
 
 
 def test_connect_upgrades_an_older_database_and_keeps_its_data(store_url):
     engine = create_engine(store_url)
     migrate.upgrade(engine, "0001")
-    with Session(engine) as s:
-        repo.write_kpis({("a1", "2026-11"): {"orders": 3}}, session=s)
+    with Session(engine) as s:      # a row as the first schema holds it (today's writes touch later tables too)
+        s.execute(KpiValue.__table__.insert(), [{"period": "2026-11", "agent_id": "a1", "kpi": "orders", "value": 3,
+                                                 "updated_at": datetime.now(timezone.utc)}])
         s.commit()
     engine = repo.connect(store_url)
-    assert migrate.current(engine) == "0002"
+    assert migrate.current(engine) == "0003"
     with Session(engine) as s:
         assert repo.read_kpis("2026-11", session=s) == {"a1": {"orders": 3}}
         assert repo.closed_months(session=s) == set()
