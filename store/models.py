@@ -70,12 +70,16 @@ class SeenEvent(SQLModel, table=True):
     ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-class PartitionBook(SQLModel, table=True):
-    """The worker's counters of one Kafka partition as of its last store write (JSON)."""
+class PartitionMonth(SQLModel, table=True):
+    """The worker's counters of one Kafka partition in one month as of its last store
+    write: JSON {"who|period": {counter: value}} (who "" is the shop), and a digest of
+    that text, so a worker writes and reads again only the months that changed."""
 
-    __tablename__ = "partition_book"
+    __tablename__ = "partition_month"
     partition: int = Field(primary_key=True)
+    month: str = Field(primary_key=True, max_length=7)
     counters: str
+    digest: str = Field(max_length=32)
     updated_at: datetime = Field(default_factory=utcnow)
 
 

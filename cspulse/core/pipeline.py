@@ -290,6 +290,10 @@ class Pipeline:
             book.add_buckets(self._ahead_book.stated)
         return book
 
+    def ahead_months(self) -> set[str]:
+        """The months ("YYYY-MM") the latest view's look-ahead added facts to (changes tracked)."""
+        return {period[:7] for _, period in self._ahead_book.stated}
+
     def _concerned(self, now: int) -> set[str]:
         """Customers with held events or a timer due by `now`: one pass over the customers
         (the index heaps hold an entry per held event and timer, many more)."""
