@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench bench-close bench-kafka bench-ceiling bench-memory trial-join trial-kill kafka kafka-stop clean
+.PHONY: demo test unit bench bench-close bench-kafka bench-ceiling bench-memory bench-store trial-join trial-kill kafka kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11 or 3.12) on PATH, or: make PYTHON=python3.12 …"; exit 1; }
@@ -35,6 +35,9 @@ bench-kafka: $(STAMP)
 
 bench-ceiling: $(STAMP)
 	$(BIN)/python bench/ceiling.py
+
+bench-store: $(STAMP)
+	$(BIN)/python bench/store.py
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/memory.py

@@ -8,7 +8,7 @@ in a backlog, the notes drained as the rules step would; no broker, store or rul
 and every `--every` days of event time prints the resident memory, the blocks Python
 has allocated, and what the state holds: customers, their orders (kept while their
 month is open), the event ids kept for de-duplication (two days), and the changelog
-keys.  Flat means: after the first month, the same day of the month holds as much.
+keys; and the CPU an event since the row before (the core and its write-back).  Flat means: after the first month, the same day of the month holds as much.
 """
 
 from __future__ import annotations
@@ -56,14 +56,19 @@ def run(path: Path, every: int) -> None:
             w._outgoing.clear()
             w._spare_the_collector(time.monotonic())
 
+    since = [0, time.process_time()]      # events and CPU time at the last row
+
     def report(day: str, events: int) -> None:
+        cpu = time.process_time()
+        per_event = (cpu - since[1]) / max(1, events - since[0]) * 1e6
         customers = [c for pl in w.pipelines.values() for c in pl.ledger.customers.values()]
         print(f"{day:>10} {events:11,} {rss_mb(os.getpid()):7.0f} {sys.getallocatedblocks() / 1e6:8.2f} {len(customers):10,} "
               f"{sum(len(c.orders) for c in customers):8,} {sum(len(c.recent_ids) for c in customers):9,} "
-              f"{sum(len(t.data) for t in w._TABLES):10,}", flush=True)
+              f"{sum(len(t.data) for t in w._TABLES):10,} {per_event:9.1f}", flush=True)
+        since[:] = [events, time.process_time()]
 
     print(f"{'event day':>10} {'events':>11} {'RSS MB':>7} {'blocks M':>8} {'customers':>10} {'orders':>8} "
-          f"{'event ids':>9} {'table keys':>10}")
+          f"{'event ids':>9} {'table keys':>10} {'CPU µs/ev':>9}")
     first = day = None
     n = 0
     with path.open("rb") as f:

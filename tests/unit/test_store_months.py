@@ -1,6 +1,7 @@
 """A store write views only the months of a partition's book that may have changed
 (`streams.worker._partition_view`): every month once after a restore, then the month of
-now, the months the look-ahead touches and those whose buckets changed."""
+now, the months the look-ahead touches and those whose buckets changed; and as of now
+only once the partition is not in a backlog."""
 
 from cspulse.core import Params, Pipeline
 from eventkit import agent, at, cust
@@ -20,10 +21,16 @@ def _pipeline() -> Pipeline:
     return pl
 
 
-def test_all_months_first_then_only_those_that_may_have_changed():
+def _restored(read_to_end: bool) -> Pipeline:
     worker._ahead_months.pop(P, None)         # as after a restore
     worker._months_touched.pop(P, None)
-    pl = _pipeline()
+    for t in worker.ORDERED_INPUTS:
+        (worker._read_to_end.add if read_to_end else worker._read_to_end.discard)((P, t))
+    return _pipeline()
+
+
+def test_all_months_first_then_only_those_that_may_have_changed():
+    pl = _restored(read_to_end=True)
 
     first = worker._partition_view(P, pl, NOW)
     assert sorted(first) == ["2026-10", "2026-11"]
@@ -44,3 +51,22 @@ def test_all_months_first_then_only_those_that_may_have_changed():
     worker._months_touched[P].add("2026-09")   # a write-back changed a September bucket
     assert sorted(worker._partition_view(P, pl, NOW)) == ["2026-09", "2026-11"]
     assert sorted(worker._partition_view(P, pl, NOW)) == ["2026-11"]
+
+
+def test_in_a_backlog_the_view_is_the_book_as_applied_and_as_of_now_once_read_to_the_end():
+    pl = _restored(read_to_end=False)      # events of days ago, inputs not read to their end: a backlog
+    backlog = worker._partition_view(P, pl, NOW)
+    assert sorted(backlog) == ["2026-10", "2026-11"]
+    assert backlog["2026-10"]["a1|2026-10-30"]["responses"] == 1
+    assert "a1|2026-11-27" not in backlog["2026-11"]        # c2's messages are held: nothing applied yet
+
+    for t in worker.ORDERED_INPUTS:
+        worker._read_to_end.add((P, t))
+    caught_up = worker._partition_view(P, pl, NOW)
+    assert sorted(caught_up) == ["2026-11"] and caught_up["2026-11"]["a1|2026-11-27"]["responses"] == 1
+
+    for t in worker.ORDERED_INPUTS:       # a backlog again: the look-ahead's facts leave the stored view
+        worker._read_to_end.discard((P, t))
+    assert worker._partition_view(P, pl, NOW) == {"2026-11": {}}
+    # at shutdown the view is as of now, backlog or not
+    assert worker._partition_view(P, pl, NOW, final=True)["2026-11"]["a1|2026-11-27"]["responses"] == 1
