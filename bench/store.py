@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlmodel import Session                   # noqa: E402
 
-from cspulse.core import KpiBook                # noqa: E402
 from cspulse.core.facts import COUNTERS         # noqa: E402
 from store import repo                          # noqa: E402
 
@@ -50,21 +49,14 @@ def books(days: int, agents: int, partitions: int) -> dict[int, dict[str, dict]]
 
 
 def store_write(engine, views: dict, read: dict) -> tuple[float, int, int, int]:
-    """One store write as the worker makes it: (seconds, month rows written, read, KPI keys written)."""
+    """One store write as the worker makes it (`repo.store_partition_books`): (seconds, month rows read)."""
     started = time.perf_counter()
     with Session(engine) as s:
         repo.one_writer_at_a_time(s)
-        written = repo.write_partition_months(views, session=s)
-        fresh = repo.partition_months({key: d for key, (d, _) in read.items()}, session=s)
-        months = {m for _, m in fresh}
-        book = KpiBook()
-        for key, (_, buckets) in (read | fresh).items():
-            if key[1] in months:
-                book.add_buckets(buckets)
-        kpis = repo.write_book_kpis(book, session=s, months=months)
+        fresh = repo.store_partition_books(views, read, session=s)
         s.commit()
     read.update(fresh)
-    return time.perf_counter() - started, written, len(fresh), kpis
+    return time.perf_counter() - started, len(fresh)
 
 
 def main() -> None:
@@ -80,7 +72,7 @@ def main() -> None:
         engine = repo.connect(args.db or f"sqlite:///{tmp}/store.db")
         views, read = books(args.days, args.agents, args.partitions), {}
         print(f"{args.days} days × {args.agents} agents × {args.partitions} partitions")
-        print("first write (everything): %.3f s (%d month rows written, %d read, %d KPI keys)"
+        print("first write (everything): %.3f s (%d partition months read)"
               % store_write(engine, views, read))
         today = date.today().isoformat()
         live = {p: {today[:7]: months[today[:7]]} for p, months in views.items()}   # the month of now
@@ -92,7 +84,7 @@ def main() -> None:
                         bucket["responses"] = bucket.get("responses", 0) + 1
             timings.append(store_write(engine, live, read))
         timings.sort()
-        print("next write (today moved on), median of 5: %.3f s (%d month rows written, %d read, %d KPI keys)"
+        print("next write (today moved on), median of 5: %.3f s (%d partition months read)"
               % timings[2])
 
 

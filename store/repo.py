@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine, select
 
-from cspulse.core import KPIS
+from cspulse.core import KPIS, KpiBook
 from store import migrate
 from store.models import (SHOP_ROW, Adjustment, AlertRow, ConsequenceRow, CoreState, GoalRow, KpiSource, KpiValue,
                           MonthClose, PartitionMonth, PlanDecision, RejectedEvent, ReplayRun, ReviewRow, utcnow)
@@ -269,13 +269,31 @@ def partition_months(known: dict[tuple[int, str], str], *, session: Session
     for i in range(0, len(wanted), 400):
         rows = session.execute(select(table.c.partition, table.c.month, table.c.counters, table.c.digest).where(
             tuple_(table.c.partition, table.c.month).in_(wanted[i:i + 400])))
-        for p, m, text, digest in rows:
+        for p, m, written, digest in rows:
             buckets = {}
-            for key, counters in json.loads(text).items():
+            for key, counters in json.loads(written).items():
                 who, period = key.split("|", 1)
                 buckets[(who or None, period)] = counters
             out[(p, m)] = (digest, buckets)
     return out
+
+
+def store_partition_books(views: dict[int, dict[str, dict]], known: dict[tuple[int, str], tuple[str, dict]], *,
+                          session: Session) -> dict[tuple[int, str], tuple[str, dict]]:
+    """A worker's store write of books: its partitions' months (`views`) where they changed,
+    then every partition's months that changed since `known` (what the worker read before,
+    (partition, month) -> (digest, buckets)) read again, and the KPIs of those months
+    recomputed from all partitions and rewritten where their counters changed.  Returns
+    the months read, for the caller's `known` once the transaction has committed."""
+    write_partition_months(views, session=session)
+    fresh = partition_months({key: d for key, (d, _) in known.items()}, session=session)
+    months = {m for _, m in fresh}
+    book = KpiBook()
+    for key, (_, buckets) in (known | fresh).items():
+        if key[1] in months:
+            book.add_buckets(buckets)
+    write_book_kpis(book, session=session, months=months)
+    return fresh
 
 
 def add_run(run: ReplayRun, *, session: Session) -> None:

@@ -826,14 +826,7 @@ def _store(views: dict[int, dict], desks: tuple[list, list, list], alerts: tuple
         repo.one_writer_at_a_time(session)
         repo.write_alerts(alerts[0], session=session)
         repo.delete_alerts(alerts[1], session=session)
-        repo.write_partition_months(views, session=session)
-        fresh = repo.partition_months({key: d for key, (d, _) in _months_read.items()}, session=session)
-        months = {m for _, m in fresh}
-        book = KpiBook()
-        for key, (_, buckets) in (_months_read | fresh).items():
-            if key[1] in months:
-                book.add_buckets(buckets)
-        repo.write_book_kpis(book, session=session, months=months)    # (only what changed since stored)
+        fresh = repo.store_partition_books(views, _months_read, session=session)   # (only what changed)
         repo.write_goals(desks[0], session=session)
         repo.write_reviews(desks[1], session=session)
         repo.add_adjustments(desks[2], session=session)

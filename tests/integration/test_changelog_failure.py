@@ -2,6 +2,7 @@
 real broker: aiokafka's own `commit_transaction` commits the rest without a word."""
 
 import asyncio
+import contextlib
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -23,6 +24,17 @@ async def _topics(kafka, prefix):
     return wide, narrow
 
 
+@contextlib.asynccontextmanager
+async def _producer(kafka, prefix):
+    """A transactional producer, stopped at the end (an open transaction left as it is)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, transactional_id=prefix + "tx")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
 async def _half_sent(producer, wide, narrow):
     """One transaction: a customer that is written, a held segment the broker refuses."""
     await producer.begin_transaction()
@@ -35,14 +47,10 @@ def test_aiokafka_commits_a_transaction_whose_send_failed(kafka, prefix):
     """Why `settle` is needed: the refused batch fails, and the transaction commits the rest."""
     async def run():
         wide, narrow = await _topics(kafka, prefix)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, transactional_id=prefix + "tx")
-        await producer.start()
-        try:
+        async with _producer(kafka, prefix) as producer:
             sent = await _half_sent(producer, wide, narrow)
             await producer.commit_transaction()         # no error
             failed = [f.exception() for f in sent]
-        finally:
-            await producer.stop()
         return failed, await _read(kafka, TopicPartition(wide, 0)), await _read(kafka, TopicPartition(narrow, 0))
 
     failed, customers, held = asyncio.run(run())
@@ -53,18 +61,12 @@ def test_aiokafka_commits_a_transaction_whose_send_failed(kafka, prefix):
 def test_settle_refuses_the_commit_and_the_transaction_is_aborted(kafka, prefix):
     async def run():
         wide, narrow = await _topics(kafka, prefix)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, transactional_id=prefix + "tx")
-        await producer.start()
-        try:
+        async with _producer(kafka, prefix) as producer:   # left open, as by a worker stopped on the error
             sent = await _half_sent(producer, wide, narrow)
             with pytest.raises(ChangelogWriteFailed, match=r"partition 3: 1 of 2 sends .*MessageSizeTooLarge"):
                 await settle(sent, 3)
-        finally:
-            await producer.stop()       # the transaction left open, as by a worker that stopped on the error
-        # the restarted worker's producer (same transactional id) aborts it
-        successor = AIOKafkaProducer(bootstrap_servers=kafka, transactional_id=prefix + "tx")
-        await successor.start()
-        await successor.stop()
+        async with _producer(kafka, prefix):        # the restarted worker's (same transactional id) aborts it
+            pass
         return await _read(kafka, TopicPartition(wide, 0)), await _read(kafka, TopicPartition(narrow, 0))
 
     customers, held = asyncio.run(run())
@@ -74,16 +76,12 @@ def test_settle_refuses_the_commit_and_the_transaction_is_aborted(kafka, prefix)
 def test_settle_passes_sends_that_were_written(kafka, prefix):
     async def run():
         wide, _ = await _topics(kafka, prefix)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, transactional_id=prefix + "tx")
-        await producer.start()
-        try:
+        async with _producer(kafka, prefix) as producer:
             await producer.begin_transaction()
             sent = await send_batches(producer, wide, 0, [(encode_key("c1"), b"a"), (encode_key("c2"), b"b")])
             await settle(sent, 0)
             await settle([], 0)
             await producer.commit_transaction()
-        finally:
-            await producer.stop()
         return await _read(kafka, TopicPartition(wide, 0))
 
     assert asyncio.run(run()) == {"c1": b"a", "c2": b"b"}
