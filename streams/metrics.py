@@ -138,6 +138,9 @@ class Metrics:
                                  "How long each full garbage collection held the event loop (every 15 min, "
                                  "less often when they take long)",
                                  buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10), registry=registry)
+        self.notes_dropped = Counter("cspulse_alert_notes_dropped",
+                                     "Notes for the alert rules dropped, oldest first, while the store could not "
+                                     "be read (the stored alerts are read before any rule runs)", registry=registry)
         self.alert_delivery_errors = Counter("cspulse_alert_delivery_errors",
                                              "Failed sends of alerts to cs.alerts (retried)", registry=registry)
 
