@@ -163,9 +163,15 @@ def _delete_keys(session: Session, keys: list[tuple[str, str]]) -> None:
             session.execute(delete(table).where(tuple_(table.c.period, table.c.agent_id).in_(keys[i:i + 400])))
 
 
+def text_digest(text: str) -> str:
+    """The digest the store keeps of what it holds (`KpiSource`, `PartitionMonth`; the
+    migration 0004 computes it too)."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def counters_digest(counters: dict[str, int]) -> str:
     """A digest of one bucket of counters (its names and values, in any order)."""
-    return hashlib.blake2b(json.dumps(sorted(counters.items())).encode(), digest_size=16).hexdigest()
+    return text_digest(json.dumps(sorted(counters.items())))
 
 
 def one_writer_at_a_time(session: Session) -> None:
@@ -233,29 +239,21 @@ def write_goals(goals: Iterable[GoalRow], *, session: Session) -> None:
         session.merge(goal)
 
 
-def month_text_digest(text: str) -> str:
-    """The digest of a partition month's JSON text (as the migration 0004 computes it too)."""
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def write_partition_months(views: dict[int, dict[str, dict]], *, session: Session) -> int:
+def write_partition_months(views: dict[int, dict[str, dict]], *, session: Session) -> None:
     """Write partitions' months, {partition: {month: {"who|period": counters}}}, where the
-    store holds other counters (its digest differs); return how many rows were written."""
+    store holds other counters (its digest differs)."""
     if not views:
-        return 0
+        return
     table = PartitionMonth.__table__
     stored = {(p, m): d for p, m, d in session.execute(
         select(table.c.partition, table.c.month, table.c.digest).where(table.c.partition.in_(list(views))))}
-    written = 0
     for partition, months in views.items():
         for month, counters in months.items():
             text = json.dumps(counters, sort_keys=True)
-            digest = month_text_digest(text)
+            digest = text_digest(text)
             if stored.get((partition, month)) != digest:
                 session.merge(PartitionMonth(partition=partition, month=month, counters=text, digest=digest,
                                              updated_at=utcnow()))
-                written += 1
-    return written
 
 
 def partition_months(known: dict[tuple[int, str], str], *, session: Session

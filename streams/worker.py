@@ -84,7 +84,7 @@ _ids: dict[int, RecentIds] = {}
 ORDERED_INPUTS = frozenset(PREFIX + t for t in CO_PARTITIONED)
 ALL_INPUTS = frozenset(PREFIX + t for t in INPUT_TOPICS)
 IDLE_S = 2.0
-_read_to_end: set[tuple[int, str]] = set()        # (partition, topic) read to its end, as last checked
+_read_to_end: set[tuple[int, str]] = set()        # (partition, input topic) read to its end, as last checked
 # Up to 2000 records, or what came within 100 ms: a backlog comes in full batches
 # (fewer loop turns), and a live event waits at most 100 ms for its batch (an
 # alert's latency; measured at 1,000 events/s: p99 413 ms at 100 ms, 511 ms at 200 ms).
@@ -681,11 +681,14 @@ def _forget_all() -> None:
     _ahead_months.clear()
 
 
-async def _check_read_to_end() -> None:
-    """Which inputs this worker has read to their end (processed offset at the high watermark)."""
-    seen = {(tp.partition, tp.topic) for tp in _assigned_inputs() if await _at_end(tp)}
+async def _check_read_to_end() -> bool:
+    """Note which inputs this worker has read to their end (processed offset at the high
+    watermark); return whether all of them are, reviews too (none held: not)."""
+    assigned = _assigned_inputs(ALL_INPUTS)
+    seen = {(tp.partition, tp.topic) for tp in assigned if await _at_end(tp)}
     _read_to_end.clear()
     _read_to_end.update(seen)
+    return bool(assigned) and len(seen) == len(assigned)
 
 
 async def _at_end(tp) -> bool:
@@ -708,12 +711,6 @@ async def _at_end(tp) -> bool:
             return False
         return position is not None and position >= end
     return last + 1 >= end
-
-
-async def _caught_up() -> bool:
-    """Every input partition this worker holds (reviews too) is read to its end."""
-    assigned = _assigned_inputs(ALL_INPUTS)
-    return bool(assigned) and all([await _at_end(tp) for tp in assigned])
 
 
 app.on_partitions_revoked.connect(_commit_before_rebalance)
@@ -767,22 +764,19 @@ def _partition_view(p: int, pl: Pipeline, now: int, final: bool = False) -> dict
     else:
         months = {period[:7] for _, period in pl.book.stated}
     months.add(_clock().day(ahead)[:7])
-    out: dict[str, dict] = {}
-    if not looks_ahead:
-        for month in months:
-            out[month] = {}
-        for (who, period), b in pl.book.stated.items():
-            if (month := out.get(period[:7])) is not None:
-                month[f"{who or ''}|{period}"] = dict(b)
-        _ahead_months[p] = set()
-        return out
-    while len(out) < len(months):
-        month = min(months - out.keys())
-        out[month] = {f"{who or ''}|{period}": dict(b) for (who, period), b in pl.view(ahead, month).stated.items()
-                      if period.startswith(month)}
-        months |= pl.ahead_months()
-    _ahead_months[p] = pl.ahead_months()
-    return out
+    books: dict[str, dict] = {}      # month -> a book holding its buckets (and maybe others')
+    seen_ahead: set[str] = set()
+    if looks_ahead:
+        while todo := months - books.keys():
+            month = min(todo)
+            books[month] = pl.view(ahead, month).stated
+            seen_ahead = pl.ahead_months()
+            months |= seen_ahead
+    else:
+        books = dict.fromkeys(months, pl.book.stated)
+    _ahead_months[p] = seen_ahead
+    return {month: {f"{who or ''}|{period}": dict(b) for (who, period), b in stated.items() if period.startswith(month)}
+            for month, stated in books.items()}
 
 
 def _looks_ahead_now(p: int, pl: Pipeline, now: int) -> bool:
@@ -879,10 +873,10 @@ def _engine():
 @app.timer(SETTINGS.store_interval_s)
 async def store_kpis() -> None:
     # Also with no partition of its own: it still reads the others' books for /metrics.
-    # Which inputs are read to their end, as of now: a partition read to its end is viewed
-    # as of now (`_looks_ahead_now`), and the month is closed on such views only.
-    await _check_read_to_end()
-    caught_up = 0 in pipelines and await _caught_up()   # before the snapshot: all it read is in it
+    # Which inputs are read to their end, as of now (before the snapshot: all it read is in
+    # it): a partition read to its end is viewed as of now (`_looks_ahead_now`), and the
+    # month is closed on such views only.
+    caught_up = await _check_read_to_end() and 0 in pipelines
     views, desks = await _snapshot_views()
     alerts = alerting.take_unstored()
     try:

@@ -25,7 +25,7 @@ _month = sa.table("partition_month", sa.column("partition", sa.Integer()), sa.co
 
 
 def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()     # as store.repo.month_text_digest
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()     # as store.repo.text_digest (a migration keeps its own copy)
 
 
 def upgrade() -> None:
