@@ -17,6 +17,14 @@ committed offsets, says where to read, so a restart or a rebalance neither loses
 nor repeats an event.  The worker commits the transactions itself
 (`streams/worker.py`, `_commit`), with the offsets read so far, so the group's
 offsets still show the lag to the usual tools.
+
+In a backlog the inputs of a partition are read at the broker's pace, not in event
+time: the orders of weeks were read while its chat was days in, and a partition's
+stream time is its slowest input's, so every order read ahead was held (memory) and
+applied again by each look-ahead (CPU).  `inputs_ahead` says which inputs of a
+partition have run ahead of the slowest one still to be read; the reader stops
+fetching them (`pace`) until that one catches up (Kafka Streams picks the record
+with the lowest timestamp for the same reason).
 """
 
 from __future__ import annotations
@@ -50,6 +58,22 @@ def keep_faust_off(consumer, topics: frozenset[str]) -> None:
     consumer._cspulse_inputs_off = True
 
 
+def inputs_ahead(tops: dict[str, int], waiting: set[str], paused: set[str], lateness: int) -> set[str]:
+    """The inputs of one partition to stop reading: those whose newest event (`tops`, event
+    times) is more than `lateness` ahead of the slowest input with records left to read
+    (`waiting`; one never heard from counts as the oldest), each read again once it is
+    within half of that (`paused`: stopped now), so that a batch's jitter does not stop and
+    start a fetch each time.  The slowest input itself is never stopped, so reading goes on;
+    with nothing left to read in the others, nothing is stopped."""
+    if not waiting:
+        return set()
+    slowest = min(tops.get(t, -1) for t in waiting)
+    if slowest < 0:
+        return set(tops)           # hold back everything heard until the silent input speaks
+    return {t for t, top in tops.items()
+            if top - slowest > (lateness // 2 if t in paused else lateness)}
+
+
 class InputReader:
     """An aiokafka consumer outside any group (the worker's Faust consumer is the member),
     reading committed messages of the partitions it is given from the offsets it is given."""
@@ -58,6 +82,7 @@ class InputReader:
         self.consumer = consumer
         self.started = False
         self._assigned: frozenset[TopicPartition] = frozenset()
+        self.paused: frozenset[TopicPartition] = frozenset()
 
     async def start(self) -> None:
         if not self.started:
@@ -72,6 +97,7 @@ class InputReader:
     async def assign(self, positions: dict[TopicPartition, int | None]) -> None:
         """Read these partitions, each from its offset (None: from the earliest)."""
         self._assigned = frozenset(positions)
+        self.paused = frozenset()       # a new assignment fetches every partition
         self.consumer.assign(list(positions))
         earliest = [tp for tp, offset in positions.items() if offset is None]
         if earliest:
@@ -95,6 +121,34 @@ class InputReader:
         if tp not in self._assigned:
             return None
         return self.consumer.highwater(tp)
+
+    def left_to_read(self, tp: TopicPartition) -> bool | None:
+        """Whether committed records of the partition are left past the read position, as of
+        the last fetch (None: not known yet).  Read without waiting, from the consumer's
+        state for the partition, where aiokafka's own `highwater` reads."""
+        if tp not in self._assigned:
+            return None
+        try:
+            state = self.consumer._subscription.subscription.assignment.state_value(tp)
+        except AttributeError:      # no assignment (stopping)
+            return None
+        if state is None or not state.has_valid_position:
+            return None
+        end = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
+        return None if end is None else state.position < end
+
+    def pace(self, ahead: set[TopicPartition]) -> None:
+        """Fetch none of `ahead` (read ahead of their partitions' other inputs) and every other
+        assigned partition.  A stopped partition's fetched records are dropped by aiokafka and
+        fetched again from the read position when it reads again: nothing is skipped."""
+        ahead = frozenset(ahead) & self._assigned
+        if ahead == self.paused:
+            return
+        if stop := ahead - self.paused:
+            self.consumer.pause(*stop)
+        if go := self.paused - ahead:
+            self.consumer.resume(*go)
+        self.paused = ahead
 
     async def position(self, tp: TopicPartition) -> int:
         return await self.consumer.position(tp)

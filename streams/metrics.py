@@ -121,6 +121,9 @@ class Metrics:
         self.stalled = Gauge("cspulse_input_partitions_stalled",
                              "Input partitions held with messages waiting whose applied offset has not moved "
                              "for 60 s, at the last check; each is sought again (one that stays: restart the worker)", registry=registry)
+        self.paused = Gauge("cspulse_input_partitions_paused",
+                            "Input partitions not read for now: read ahead of their partition's slowest input "
+                            "in event time", registry=registry)
         self.kpis_updated = Gauge("cspulse_kpis_updated_timestamp_seconds",
                                   "Unix time of the KPI snapshot behind the cspulse_agent_*/cspulse_shop_* series",
                                   registry=registry)

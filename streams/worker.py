@@ -49,7 +49,7 @@ from streams.alerting import WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
 from streams.held_log import HeldSegments, RecentIds, dump_customer, load_customer
-from streams.inputs import InputReader, keep_faust_off
+from streams.inputs import InputReader, inputs_ahead, keep_faust_off
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
@@ -505,6 +505,7 @@ async def read_inputs() -> None:
                     elif batch:
                         await _process(batch)
                 if not app.rebalancing:
+                    _pace(reader)
                     await _commit()
         except asyncio.CancelledError:
             raise
@@ -519,6 +520,24 @@ async def read_inputs() -> None:
             return
         if not batch:
             await asyncio.sleep(0.05 if not reader.assigned() else 0)
+
+
+def _pace(reader: InputReader) -> None:
+    """Stop reading the customer inputs of each partition that have run ahead of its
+    slowest one in event time (`streams/inputs.py`, `inputs_ahead`), read them again
+    once it caught up."""
+    from aiokafka import TopicPartition
+    ahead = set()
+    for p, pl in pipelines.items():
+        tps = {t: TopicPartition(t, p) for t in ORDERED_INPUTS}
+        if not all(tp in reader.assigned() for tp in tps.values()):
+            continue
+        waiting = {t for t, tp in tps.items() if reader.left_to_read(tp)}
+        paused = {t for t, tp in tps.items() if tp in reader.paused}
+        tops = {t: ts for t, ts in pl.input_max.items() if t in tps}
+        ahead.update(tps[t] for t in inputs_ahead(tops, waiting, paused, pl.lateness))
+    reader.pace(ahead)
+    metrics.paused.set(len(reader.paused))
 
 
 async def _follow_assignment(reader: InputReader) -> bool:
@@ -621,7 +640,8 @@ async def watch_for_stalls() -> None:
     except Exception:
         log.warning("reading the inputs' end offsets failed; the stall check tries again", exc_info=True)
         return
-    applied = {tp: _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned}
+    paused = _reader.paused if _reader is not None else frozenset()   # not read on purpose (`_pace`): not watched
+    applied = {tp: _applied.get(tp.partition, {}).get(tp.topic, -1) for tp in assigned if tp not in paused}
     stalled = _stalls.check({tp: v for tp, v in applied.items() if v != _UNKNOWN}, ends, time.monotonic())
     for tp in stalled:
         log.error("%s:%d has messages up to offset %d waiting but has stayed at offset %d for %.0f s or more: "
