@@ -451,10 +451,11 @@ class CustomerLedger:
         heapq.heapify(self.held)
         heapq.heapify(self.due)
 
-    def sweep(self, now: int, id_horizon: int) -> None:
-        """Once a day of event time: forget what no future event can need."""
+    def sweep(self, now: int, id_horizon: int) -> set[str]:
+        """Once a day of event time: forget what no future event can need; return the
+        customers it rewrote or forgot (the others are as they were)."""
         self.next_sweep = self.clock.midnight_after(now)
-        self._sweep(now, id_horizon)
+        return self._sweep(now, id_horizon)
 
     def _wait_expired(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
         conv = cust.conversations.get(key[0])
@@ -487,7 +488,7 @@ class CustomerLedger:
                 keep.append(inq)
         cust.inquiries = keep
 
-    def _sweep(self, now: int, id_horizon: int) -> None:
+    def _sweep(self, now: int, id_horizon: int) -> set[str]:
         """Forget what no future event can need, so memory follows open windows, not history."""
         oldest_id = now - id_horizon
         two_days = 2 * 86400 * US
@@ -495,35 +496,46 @@ class CustomerLedger:
         # Months before this one are closed (their end + grace has passed); a string
         # compare suffices: "2026-10-31" < "2026-11" <= "2026-11-05".
         open_month = self.clock.day(now - self.order_grace)[:7]
-        gone = []
+        gone, swept = [], []
         for cid, cust in self.customers.items():
             # Rebuild a container only when something in it has expired: most have not.
+            n = len(swept)
             if cust.orders and not all(self._order_needed(o, now, open_month) for o in cust.orders.values()):
                 cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now, open_month)}
+                swept.append(cid)
             convs = cust.conversations
             if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
                 cust.conversations = convs = {k: c for k, c in convs.items()
                                               if c.wait is not None or now - c.touched <= two_days}
+                swept.append(cid)
             for conv in convs.values():
-                if len(conv.first_reply_days) > 1:
+                if len(conv.first_reply_days) > 1 and any(d < yesterday for d in conv.first_reply_days):
                     conv.first_reply_days = {d for d in conv.first_reply_days if d >= yesterday}
+                    swept.append(cid)
             if any(d < yesterday for d in cust.served):
                 cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
+                swept.append(cid)
             # distinct paying customers matter while the month can still change
             if any(p[1] < open_month for p in cust.paying):
                 cust.paying = {p for p in cust.paying if p[1] >= open_month}
+                swept.append(cid)
             ids = cust.recent_ids
             # ids arrive in about time order: the first one tells whether any expired
             if ids and next(iter(ids.values())) < oldest_id:
                 cust.recent_ids = {k: t for k, t in ids.items() if t >= oldest_id}
+                swept.append(cid)
             if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying or cust.pending
                     or cust.timers or cust.recent_ids) and now - cust.last_reply_ts > self.lookback:
                 gone.append(cid)
+                del swept[n:]
         for cid in gone:
             del self.customers[cid]
         if self.changed is not None:
-            self.changed.update(self.customers)
+            # only the customers the sweep rewrote (every customer's state was written
+            # again each event day before: a backlog wrote the whole shop every few seconds)
+            self.changed.update(swept)
             self.removed.update(gone)
+        return {*swept, *gone}
 
     def _order_needed(self, o: Order, now: int, open_month: str) -> bool:
         if not o.created:   # events of an order not yet created: wait a week for its creation
