@@ -317,11 +317,10 @@ def write_alerts(alerts, *, session: Session) -> None:
     One multi-row INSERT … ON CONFLICT DO UPDATE per chunk (the worker stores thousands
     at a time after a backlog; `Session.merge` read each key first, in the store
     thread, holding the interpreter's lock the event loop needs)."""
-    from dataclasses import asdict
     now = utcnow()
     rows = {a.key: {"key": a.key, "rule": a.rule, "agent_id": a.agent_id or SHOP_ROW, "severity": a.severity,
                     "state": a.state, "fired_at_us": a.fired_at, "message": a.message,
-                    "data": json.dumps(asdict(a), ensure_ascii=False), "updated_at": now} for a in alerts}
+                    "data": json.dumps(a.as_record(), ensure_ascii=False), "updated_at": now} for a in alerts}
     if not rows:
         return
     table = AlertRow.__table__

@@ -298,3 +298,19 @@ def test_more_than_a_thousand_agents_fit_in_the_engine():
     fired = engine.alerts.alerts.values()
     assert sum(a.rule == "refund_spike" for a in fired) == 750      # 3 of 10 refunded: 30% > 20%
     assert sum(a.rule == "slow_response" for a in fired) == 1500
+
+
+def test_an_alert_stored_as_its_record_comes_back_equal_and_apart_from_the_original():
+    """The store keeps `as_record()` as JSON and reads it back with `Alert(**record)`."""
+    import json as _json
+
+    from rules.alerts import Alert
+
+    a = Alert(key="customer_waiting||c1", rule="customer_waiting", agent_id=None, subject="c1", severity="warning",
+              message="c1 waits", state="resolved", fired_at=1_793_678_560_000_000, last_sent_at=5, last_match_at=6,
+              resolved_at=1_793_678_600_000_000, sends=2, labels={"team": "day"})
+    record = a.as_record()
+    back = Alert(**_json.loads(_json.dumps(record)))
+    assert back == a
+    record["labels"]["team"] = "night"          # a copy: the alert's own labels unchanged
+    assert a.labels == {"team": "day"}
