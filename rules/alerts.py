@@ -10,7 +10,7 @@ Times are event-time µs, so replaying a file gives the same alerts.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, fields
 
 from cspulse.core.due import DueQueue
@@ -90,6 +90,17 @@ class AlertBook:
         self._provisional: dict[str, str] = {}
         self._supports: dict[str, set[str]] = {}  # customer -> keys it alone supports
         self.matched_keys: list[str] | None = None  # a list: keys matched are recorded in it
+        # Resolved alerts are kept to tell an observation seen again from a new one, but
+        # not for ever (every alert ever fired stayed in memory: the worker grew ≈ 200 bytes
+        # an event over 75 days of a 20-agent shop, `bench/worker.py --days 75`): with
+        # `forget_resolved_after` set (the worker; a dry run lists every alert), one whose
+        # last match is that far behind the newest note observed is forgotten here (the
+        # store keeps it).  Notes come in event-time order, a look-ahead's within
+        # the allowed lateness, so none can match it again as a repeat; a match after that
+        # is news and fires anew.
+        self.newest = 0                      # µs: the newest note's event time observed
+        self.forget_resolved_after: int | None = None     # µs
+        self._resolved: deque[str] = deque()     # keys, in the order they were resolved
 
     def matched(self, rule: Rule, values: dict, now: int, provisional_for: str | None = None) -> None:
         """The rule's condition holds for this subject; `provisional_for` names the
@@ -183,11 +194,34 @@ class AlertBook:
         if alert.key not in self._timed_due:
             self._timed_due.put(alert.key, alert.last_match_at + after)
 
+    def forget_resolved(self) -> None:
+        """Forget resolved alerts whose last match is `forget_resolved_after` behind the newest
+        note observed (none with a delivery still in the outbox: the store must see it)."""
+        if self.forget_resolved_after is None:
+            self._resolved.clear()
+            return
+        cutoff, queue = self.newest - self.forget_resolved_after, self._resolved
+        waiting = None
+        while queue:
+            alert = self.alerts.get(queue[0])
+            if alert is not None and alert.state == "resolved":
+                if alert.last_match_at >= cutoff:
+                    return
+                if waiting is None:
+                    waiting = {d.alert["key"] for d in self.outbox}
+                if alert.key in waiting:
+                    return
+                del self.alerts[alert.key]
+            queue.popleft()         # forgotten, or fired again since (queued again when it resolves)
+
     def load(self, alerts, rules) -> None:
         """Continue from stored alerts (`rules`: the RuleSet, for their resolve_after)."""
         after = {r.name: r.resolve_after_s for r in rules.rules if r.resolve_after_s is not None}
+        alerts = sorted(alerts, key=lambda a: a.resolved_at or 0)
         for alert in alerts:
             self.alerts[alert.key] = alert
+            if alert.state == "resolved":
+                self._resolved.append(alert.key)
             if alert.state == "firing":
                 self._firing.setdefault(alert.rule, set()).add(alert.key)
             if alert.state == "firing" and alert.rule in after:
@@ -204,6 +238,7 @@ class AlertBook:
 
     def _resolve(self, alert: Alert, now: int) -> None:
         alert.state, alert.resolved_at = "resolved", now
+        self._resolved.append(alert.key)
         self._unindex(alert)
         self._send("resolved", alert)
 

@@ -117,6 +117,8 @@ class RuleEngine:
         """One note from the core: post it to the rules watching its kind (`provisional_for`:
         the customer whose look-ahead wrote it; see AlertBook.reconcile)."""
         kind, now = note["kind"], note["ts"]
+        if now > self.alerts.newest:
+            self.alerts.newest = now
         agent = note.get("agent_id")
         if self._lengths and agent is not None and provisional_for is None \
                 and kind in ("response", "complaint", "order_flagged"):
@@ -189,6 +191,7 @@ class RuleEngine:
         """Time passed: resolve single-event alerts past `resolve_after`, and look again
         at agents whose KPI alerts fire (a window slides, a day ends)."""
         self.alerts.tick(now)
+        self.alerts.forget_resolved()
         if book is not None:
             self.agents_changed({a.agent_id for a in self.alerts.firing(
                 {r.name for r in self._by_kind.get("agent", [])})}, now, book)

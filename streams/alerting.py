@@ -25,7 +25,7 @@ import logging
 import time
 
 from cspulse.core import KpiBook, Pipeline
-from cspulse.core.params import US
+from cspulse.core.params import US, Params
 from rules.alerts import Alert, Delivery
 from rules.delivery import WebhookSender
 from rules.engine import RuleEngine
@@ -48,6 +48,9 @@ def parse_webhooks(spec: str) -> list[tuple[str, str]]:
 class WorkerAlerts:
     def __init__(self, rules: RuleSet, params, metrics, *, webhooks: str = "", shop: str = "default") -> None:
         self.engine = RuleEngine(rules, params)
+        # a resolved alert stays in memory until its last match is the dedup horizon (event
+        # time) behind the newest note, past which no event counts twice either (stored: not lost)
+        self.engine.alerts.forget_resolved_after = round((params or Params()).dedup_horizon_s * US)
         self.metrics = metrics
         self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
         self.unstored: dict[str, Alert] = {}       # changed since the last store write

@@ -314,3 +314,44 @@ def test_an_alert_stored_as_its_record_comes_back_equal_and_apart_from_the_origi
     assert back == a
     record["labels"]["team"] = "night"          # a copy: the alert's own labels unchanged
     assert a.labels == {"team": "day"}
+
+
+def test_the_worker_forgets_a_resolved_alert_once_notes_are_two_days_past_its_last_match():
+    """The worker's alert book keeps a resolved alert (to tell a note seen again from a new
+    one) until the newest note is `forget_resolved_after` past its last match; not while its
+    delivery still waits in the outbox (the store must see it); a dry run keeps every alert."""
+    day = 86400 * US
+    due = at("2026-12-09T00:30:00")
+    plan = {"kind": "plan", "agent_id": "a3", "period": "2026-11", "due": "2026-12-09T00:30:00+08:00"}
+    fast = {"kind": "response", "agent_id": "a1", "customer_id": "c1", "conversation_id": "v1",
+            "response_s": 10.0, "first": True}           # fires nothing, moves the newest note on
+    key = "improvement_plan_overdue|a3|2026-11"
+
+    def resolved_plan(engine, plan):
+        engine.observe({**plan, "ts": due, "state": "overdue"})             # fires: last match at `due`
+        engine.observe({**plan, "ts": due + 60 * US, "state": "submitted"})  # resolved
+
+    worker, dry = RuleEngine(RULES), RuleEngine(RULES)
+    worker.alerts.forget_resolved_after = 2 * day
+    for engine in (worker, dry):
+        resolved_plan(engine, plan)
+        engine.observe({**fast, "ts": due + 2 * day + US})      # cutoff: due + 1 µs, past the last match
+        engine.tick(due + 2 * day + US)
+    assert worker.alerts.alerts[key].state == "resolved"        # its deliveries not drained yet: kept
+    worker.alerts.drain()
+    worker.tick(due + 2 * day + US)
+    assert key not in worker.alerts.alerts and dry.alerts.alerts[key].state == "resolved"
+
+    later = RuleEngine(RULES)
+    later.alerts.forget_resolved_after = 2 * day
+    resolved_plan(later, plan)
+    later.alerts.drain()
+    later.observe({**fast, "ts": due + 2 * day})               # cutoff exactly at the last match: kept
+    later.tick(due + 2 * day)
+    assert later.alerts.alerts[key].state == "resolved"
+    # fired again after being forgotten: a new alert (news, not a repeat)
+    later.observe({**fast, "ts": due + 3 * day})
+    later.tick(due + 3 * day)
+    assert key not in later.alerts.alerts
+    later.observe({**plan, "ts": due + 3 * day, "state": "overdue"})
+    assert later.alerts.alerts[key].state == "firing" and later.alerts.alerts[key].fired_at == due + 3 * day
