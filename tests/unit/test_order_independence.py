@@ -147,6 +147,29 @@ def test_a_tracked_pipeline_looks_ahead_incrementally_and_sees_the_same(gather_s
         assert nonzero(tracked.view(later)) == nonzero(fresh.view(later))
 
 
+def _nonzero(book):
+    return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
+
+
+def _ahead_notes(p):
+    _, ahead = p.drain_notes()
+    return {cid: sorted(map(repr, ns)) for cid, ns in ahead.items()}
+
+
+def _three_ways(params, gather_us=0):
+    """The same stream's pipelines: look-aheads resumed and views looking only at what
+    changed (the worker); look-aheads done again; views passing over every customer each
+    time.  Changes tracked, notes collected."""
+    resumed, redone, scanned = Pipeline(params), Pipeline(params), Pipeline(params)
+    redone.resume_look_ahead = False
+    scanned.incremental_view = False
+    for p in (resumed, redone, scanned):
+        p.gather = gather_us
+        p.track_changes()
+        p.collect_notes()
+    return resumed, redone, scanned
+
+
 # (lines per batch, seconds between lines): 60 lines 6 times apart span more than the
 # allowed lateness (600 s), so the stream applies some of a batch before the next look
 @pytest.mark.parametrize("batch, pace, gather_s", [(1, 1, 0), (7, 1, 0), (60, 6, 0), (7, 1, 30), (60, 6, 120)])
@@ -158,29 +181,13 @@ def test_a_look_ahead_resumed_with_what_came_since_equals_one_done_again_from_sc
     the stream applies a customer's held events together (`gather`), so that customers
     stand at different points of the stream."""
 
-    def nonzero(book):
-        return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
-
-    def notes(p):
-        _, ahead = p.drain_notes()
-        return {cid: sorted(map(repr, ns)) for cid, ns in ahead.items()}
+    nonzero, notes = _nonzero, _ahead_notes
 
     for seed in (1, 2, 3):
         lines = chatty_stream(seed, pace)
-        # resumed, and views looking only at what changed (the worker); done again; and
-        # views passing over every customer each time
-        params = Params(wait_checks_s=(180.0,))
-        resumed, redone, scanned = Pipeline(params), Pipeline(params), Pipeline(params)
-        redone.resume_look_ahead = False
-        scanned.incremental_view = False
-        every = (resumed, redone, scanned)
-        for p in every:
-            p.gather = gather_s * 10**6
+        every = resumed, redone, scanned = _three_ways(Params(wait_checks_s=(180.0,)), gather_s * 10**6)
         resumes = []
         resumed._resume = lambda *a, _r=resumed: (resumes.append(a[1]), Pipeline._resume(_r, *a))[1]
-        for p in every:
-            p.track_changes()
-            p.collect_notes()
         now = 0
         for i in range(0, len(lines), batch):
             for p in every:
@@ -336,23 +343,11 @@ def test_views_across_daily_sweeps_equal_a_pass_over_every_customer():
     and provisional notes across four midnights must equal a pass over every customer
     each time and look-aheads done again from scratch."""
 
-    def nonzero(book):
-        return {k: {n: v for n, v in b.items() if v} for k, b in book.counters.items() if any(b.values())}
-
-    def notes(p):
-        _, ahead = p.drain_notes()
-        return {cid: sorted(map(repr, ns)) for cid, ns in ahead.items()}
+    nonzero, notes = _nonzero, _ahead_notes
 
     for seed in (1, 2):
         lines = _days_stream(seed)
-        params = Params(wait_checks_s=(180.0,))
-        resumed, redone, scanned = Pipeline(params), Pipeline(params), Pipeline(params)
-        redone.resume_look_ahead = False
-        scanned.incremental_view = False
-        every = (resumed, redone, scanned)
-        for p in every:
-            p.track_changes()
-            p.collect_notes()
+        every = resumed, redone, scanned = _three_ways(Params(wait_checks_s=(180.0,)))
         sweeps = resumed.ledger.next_sweep
         kept_over_a_sweep = 0
         for i in range(0, len(lines), 5):
