@@ -36,23 +36,21 @@ class Alert:
     sends: int = 1
     labels: dict = field(default_factory=dict)
 
-    def as_json(self) -> dict:
-        """The alert as `cspulse alerts --json` and the delivery adapters show it.  (Field by
-        field: `dataclasses.asdict` copies recursively, and cost a tenth of the rules' time
-        in a backlog, measured in process with cProfile.)"""
-        out = {name: getattr(self, name) for name in _FIELDS}
-        out["labels"] = dict(self.labels)
-        for t in ("fired_at", "last_sent_at", "last_match_at", "resolved_at"):
-            out[t] = None if out[t] is None else from_us(out[t]).isoformat()
-        return out
-
-
     def as_record(self) -> dict:
         """The alert's fields as they are (times in µs), for the store: `Alert(**record)`
-        gives it back.  (Field by field, as above: `asdict` here was a third of the store
-        thread's alert write in a backlog, py-spy on `bench/worker.py --days 75`.)"""
+        gives it back.  (Field by field: `dataclasses.asdict` copies recursively, and cost a
+        tenth of the rules' time in a backlog, measured in process with cProfile, and a
+        third of the store thread's alert write, py-spy on `bench/worker.py --days 75`.)"""
         out = {name: getattr(self, name) for name in _FIELDS}
         out["labels"] = dict(self.labels)
+        return out
+
+    def as_json(self) -> dict:
+        """The alert as `cspulse alerts --json` and the delivery adapters show it: its
+        record with the times as ISO dates."""
+        out = self.as_record()
+        for t in ("fired_at", "last_sent_at", "last_match_at", "resolved_at"):
+            out[t] = None if out[t] is None else from_us(out[t]).isoformat()
         return out
 
 
@@ -100,7 +98,7 @@ class AlertBook:
         # is news and fires anew.
         self.newest = 0                      # µs: the newest note's event time observed
         self.forget_resolved_after: int | None = None     # µs
-        self._resolved: deque[str] = deque()     # keys, in the order they were resolved
+        self._resolved: deque[str] = deque()     # keys, in the order they were resolved (when forgotten)
 
     def matched(self, rule: Rule, values: dict, now: int, provisional_for: str | None = None) -> None:
         """The rule's condition holds for this subject; `provisional_for` names the
@@ -198,7 +196,6 @@ class AlertBook:
         """Forget resolved alerts whose last match is `forget_resolved_after` behind the newest
         note observed (none with a delivery still in the outbox: the store must see it)."""
         if self.forget_resolved_after is None:
-            self._resolved.clear()
             return
         cutoff, queue = self.newest - self.forget_resolved_after, self._resolved
         waiting = None
@@ -220,7 +217,7 @@ class AlertBook:
         alerts = sorted(alerts, key=lambda a: a.resolved_at or 0)
         for alert in alerts:
             self.alerts[alert.key] = alert
-            if alert.state == "resolved":
+            if alert.state == "resolved" and self.forget_resolved_after is not None:
                 self._resolved.append(alert.key)
             if alert.state == "firing":
                 self._firing.setdefault(alert.rule, set()).add(alert.key)
@@ -238,7 +235,8 @@ class AlertBook:
 
     def _resolve(self, alert: Alert, now: int) -> None:
         alert.state, alert.resolved_at = "resolved", now
-        self._resolved.append(alert.key)
+        if self.forget_resolved_after is not None:
+            self._resolved.append(alert.key)
         self._unindex(alert)
         self._send("resolved", alert)
 

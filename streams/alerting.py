@@ -25,7 +25,7 @@ import logging
 import time
 
 from cspulse.core import KpiBook, Pipeline
-from cspulse.core.params import US, Params
+from cspulse.core.params import US
 from rules.alerts import Alert, Delivery
 from rules.delivery import WebhookSender
 from rules.engine import RuleEngine
@@ -50,7 +50,7 @@ class WorkerAlerts:
         self.engine = RuleEngine(rules, params)
         # a resolved alert stays in memory until its last match is the dedup horizon (event
         # time) behind the newest note, past which no event counts twice either (stored: not lost)
-        self.engine.alerts.forget_resolved_after = round((params or Params()).dedup_horizon_s * US)
+        self.engine.alerts.forget_resolved_after = round(self.engine.params.dedup_horizon_s * US)
         self.metrics = metrics
         self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
         self.unstored: dict[str, Alert] = {}       # changed since the last store write

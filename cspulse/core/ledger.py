@@ -499,35 +499,36 @@ class CustomerLedger:
         gone, swept = [], []
         for cid, cust in self.customers.items():
             # Rebuild a container only when something in it has expired: most have not.
-            n = len(swept)
+            rewrote = False
             if cust.orders and not all(self._order_needed(o, now, open_month) for o in cust.orders.values()):
                 cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now, open_month)}
-                swept.append(cid)
+                rewrote = True
             convs = cust.conversations
             if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
                 cust.conversations = convs = {k: c for k, c in convs.items()
                                               if c.wait is not None or now - c.touched <= two_days}
-                swept.append(cid)
+                rewrote = True
             for conv in convs.values():
                 if len(conv.first_reply_days) > 1 and any(d < yesterday for d in conv.first_reply_days):
                     conv.first_reply_days = {d for d in conv.first_reply_days if d >= yesterday}
-                    swept.append(cid)
+                    rewrote = True
             if any(d < yesterday for d in cust.served):
                 cust.served = {d: s for d, s in cust.served.items() if d >= yesterday}
-                swept.append(cid)
+                rewrote = True
             # distinct paying customers matter while the month can still change
             if any(p[1] < open_month for p in cust.paying):
                 cust.paying = {p for p in cust.paying if p[1] >= open_month}
-                swept.append(cid)
+                rewrote = True
             ids = cust.recent_ids
             # ids arrive in about time order: the first one tells whether any expired
             if ids and next(iter(ids.values())) < oldest_id:
                 cust.recent_ids = {k: t for k, t in ids.items() if t >= oldest_id}
-                swept.append(cid)
+                rewrote = True
             if not (cust.orders or convs or cust.inquiries or cust.served or cust.paying or cust.pending
                     or cust.timers or cust.recent_ids) and now - cust.last_reply_ts > self.lookback:
                 gone.append(cid)
-                del swept[n:]
+            elif rewrote:
+                swept.append(cid)
         for cid in gone:
             del self.customers[cid]
         if self.changed is not None:

@@ -441,8 +441,6 @@ class Pipeline:
         return new
 
     def _resume(self, twin, cid: str, entry: _Ahead, new: list, now: int) -> None:
-        upto = self._applied_upto(cid)
-        self._ahead_book.take_back(entry.applied_for_real(upto))
         cust = entry.cust
         for item in new:
             heapq.heappush(cust.pending, item)
@@ -451,17 +449,18 @@ class Pipeline:
         entry.came = []
         twin.customers = {cid: cust}
         twin.notes, twin.fired_upto, twin.marks = entry.notes, entry.fired, entry.marks
-        facts = entry.facts         # (after applied_for_real, which may replace the lists)
+        facts = entry.facts
         start = len(facts)
         twin._run(cid, cust, _ALL, now, facts)
         entry.fired = twin.fired_upto
         self._queue_due(cid, entry)
         self._ahead_book.add_all(facts[start:])
-        # Steps the run took at or before `upto` the stream has taken for real already (a
-        # timer it fired in the batch that brought the new events): the stream's, not the
-        # look-ahead's.  (Found by the sweeps test: a wait's note stayed provisional after
-        # the stream had written it, where a look-ahead done again had none.)
-        self._ahead_book.take_back(entry.applied_for_real(upto))
+        # Every step at or before what the stream has applied for real since is the stream's,
+        # not the look-ahead's: those of earlier runs, and those this run took (a timer the
+        # stream fired in the batch that brought the new events).  Marked after the run, so
+        # both at once.  (Found by the sweeps test: marked before the run only, a wait's note
+        # stayed provisional after the stream had written it.)
+        self._ahead_book.take_back(entry.applied_for_real(self._applied_upto(cid)))
         if self.ahead_notes is not None:
             self.ahead_notes[cid] = entry.live_notes()
 
