@@ -54,3 +54,17 @@ def test_counts_kept_as_notes_come_and_go_equal_counting_them_all_again():
                 assert w.at(now) == recount(notes, now, length, slow_s), (seed, now)
         assert w.at(now) == recount(notes, now, length, slow_s)
         assert len(w) == sum(1 for ts, _, _ in notes if ts > now - length)     # what left is let go
+
+
+def test_a_window_nobody_reads_holds_only_the_notes_within_its_length_of_the_newest():
+    # (a worker that does not judge the agents, or a backlog read against the wall
+    # clock, never calls `at` with the notes' time: they kept every note ever added)
+    w = SlidingCounts(30 * MIN, slow_s=100)
+    for minute in range(0, 24 * 60, 2):        # a day of responses, one every 2 min
+        w.add(minute * MIN, "response", 10.0)
+    # newest at 23:58; inside (23:28, 23:58]: 23:30, 23:32, …, 23:58 = 15 notes
+    assert len(w) == 15
+    w.add(20 * MIN, "complaint")               # an old note: counted, it leaves at the next look
+    assert len(w) == 16
+    assert w.at(24 * 60 * MIN - 2 * MIN)["complaints"] == 0 and len(w) == 15
+    assert w.at(24 * 60 * MIN - 2 * MIN)["responses"] == 15
