@@ -8,8 +8,9 @@ an inquiry's window) and forgets customers with nothing left open.
 
 When `notes` is a list, the ledger also writes down what a supervisor may need
 to hear about at once (see `Note`): a response with its time, a wait open
-for one of `Params.wait_checks_s` and its end, a credited complaint, a flagged
-order.  Notes are observations for the rules; they change no KPI.
+for one of `Params.wait_checks_s` and its end (the reply, or the wait counted
+unanswered), a credited complaint, a flagged order.  Notes are observations for
+the rules; they change no KPI.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ class CustomerLedger:
                 if due > self.fired_upto:
                     self.fired_upto = due
                 if kind == "wait":
-                    self._wait_expired(cust, key, out)
+                    self._wait_expired(cid, cust, key, due, out)
                 elif kind == "waiting":
                     self._still_waiting(cid, cust, key, due)
                 else:
@@ -338,7 +339,7 @@ class CustomerLedger:
             self.notes.append({"kind": "response", "ts": ts, "agent_id": agent, "customer_id": cid,
                                "conversation_id": m.conversation_id, "response_s": rt / US,
                                "first": day not in conv.first_reply_days})
-            if wait.reported:
+            if wait.reported and wait.unanswered_who == _NOT_MARKED:    # (else closed when counted)
                 self.notes.append({"kind": "wait", "ts": ts, "agent_id": before, "customer_id": cid,
                                    "conversation_id": m.conversation_id, "waited_s": rt / US, "open": False})
         out.append((agent, day, "responses", 1))
@@ -457,7 +458,7 @@ class CustomerLedger:
         self.next_sweep = self.clock.midnight_after(now)
         return self._sweep(now, id_horizon)
 
-    def _wait_expired(self, cust: Customer, key: tuple, out: list[Fact]) -> None:
+    def _wait_expired(self, cid: str, cust: Customer, key: tuple, due: int, out: list[Fact]) -> None:
         conv = cust.conversations.get(key[0])
         wait = conv.wait if conv else None
         # A wait not answered within `unanswered_after_s`: counted now, provisionally
@@ -465,12 +466,19 @@ class CustomerLedger:
         if wait is not None and wait.opened == key[1] and wait.unanswered_who == _NOT_MARKED:
             wait.unanswered_who = conv.last_human
             out.append((conv.last_human, wait.day, "unanswered", 1))
+            # For the rules the wait ends here (SPEC is silent; the README says why): a wait
+            # noted open is noted closed, so `customer_waiting` resolves; a customer who
+            # never gets an answer kept it firing for ever (and in the worker's memory).
+            if wait.reported and self.notes is not None:
+                self.notes.append({"kind": "wait", "ts": due, "agent_id": conv.last_human, "customer_id": cid,
+                                   "conversation_id": key[0], "waited_s": (due - wait.start) / US,
+                                   "open": False, "unanswered": True})
 
     def _still_waiting(self, cid: str, cust: Customer, key: tuple, due: int) -> None:
         conv_id, opened, check = key
         conv = cust.conversations.get(conv_id)
         wait = conv.wait if conv else None
-        if wait is not None and wait.opened == opened:
+        if wait is not None and wait.opened == opened and wait.unanswered_who == _NOT_MARKED:
             wait.reported = max(wait.reported, check)
             if self.notes is not None:
                 self.notes.append({"kind": "wait", "ts": due,

@@ -41,6 +41,10 @@ class Params:
                 raise ValueError(f"{name}: must be >= 0")
         if any(s <= 0 for s in self.wait_checks_s):
             raise ValueError("wait_checks_s: must be > 0")
+        if any(s >= self.unanswered_after_s for s in self.wait_checks_s):
+            raise ValueError(f"a wait rule's 'after' ({max(self.wait_checks_s):g} s) must be shorter than "
+                             f"unanswered_after_s ({self.unanswered_after_s:g} s): a wait that long is counted "
+                             "unanswered and no longer watched")
 
     @property
     def zone(self) -> ZoneInfo:

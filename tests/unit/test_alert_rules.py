@@ -66,6 +66,25 @@ def test_customer_waiting_counts_service_hours_only_and_resolves_at_the_reply():
     assert (a.fired_at, a.state, a.resolved_at) == (at("2026-11-03T08:03:00"), "resolved", at("2026-11-03T08:05:00"))
 
 
+def test_customer_waiting_resolves_when_the_wait_is_counted_unanswered_and_a_late_reply_changes_nothing():
+    # opened 10:00, effective start 10:00; unanswered_after_s = 3600: counted (and the
+    # alert resolved) 1 µs past 11:00:00, when a reply would no longer be in time
+    fired = alerts(cust("2026-11-03T10:00:00"), until="2026-11-03T11:00:00")["customer_waiting"]
+    assert [a.state for a in fired] == ["firing"]
+    fired = alerts(cust("2026-11-03T10:00:00"), until="2026-11-03T11:00:01")["customer_waiting"]
+    assert [(a.state, a.fired_at, a.resolved_at) for a in fired] == \
+        [("resolved", at("2026-11-03T10:03:00"), at("2026-11-03T11:00:00") + 1)]
+    # answered at 11:30: a response (slow_response: 5,400 s) but no second customer_waiting
+    fired = alerts(cust("2026-11-03T10:00:00"), agent("2026-11-03T11:30:00"), until="2026-11-03T12:00:00")
+    assert [(a.state, a.resolved_at) for a in fired["customer_waiting"]] == [("resolved", at("2026-11-03T11:00:00") + 1)]
+    assert fired["slow_response"][0].message == "a1 took 5400 s to answer customer c1 (v-c1)"
+
+
+def test_a_wait_rule_after_as_long_as_the_unanswered_limit_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^a wait rule's 'after' \(3600 s\) must be shorter than unanswered_after_s"):
+        Params(wait_checks_s=(180.0, 3600.0))
+
+
 def test_a_reply_within_180_s_fires_nothing():
     assert "customer_waiting" not in alerts(cust("2026-11-03T10:00:00"), agent("2026-11-03T10:02:59"),
                                             until="2026-11-03T12:00:00")
