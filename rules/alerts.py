@@ -151,6 +151,8 @@ class AlertBook:
 
     def missed(self, rule: Rule, values: dict, now: int) -> None:
         """The rule looked at this subject and its condition does not hold."""
+        if not self._firing.get(rule.name):
+            return              # (most misses: nothing of the rule fires, no key to make)
         alert = self.alerts.get(alert_key(rule, values)[0])
         if alert is not None and alert.state == "firing":
             self._resolve(alert, now)

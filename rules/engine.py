@@ -37,6 +37,7 @@ _names = itertools.count(1)
 # more than a thousand agents.  The rules match one fact each, so nothing is shared.
 SESSION = "0"
 _to_json = msgspec.json.Encoder().encode
+_decode_actions = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 class _Host(durable.Host):
@@ -76,10 +77,21 @@ class _Host(durable.Host):
             return                              # no rule matched
         if code == 2:
             raise durable.MessageObservedException(fact)
-        error = []
-        rules.do_actions(handle if code == 0 else 0, lambda e, state: error.append(e) if e else None)
-        if error:
-            raise error[0]
+        # The consequents, run as durable's `Ruleset.do_actions` runs them, less its Python
+        # machinery (a Closure with the state and the match parsed from JSON, the state
+        # written out again): a consequent here only records its rule, and changes no
+        # state, so the state text goes back as it came.  (A matching note cost 35 µs
+        # through `do_actions`, 13 µs here, measured in process.)
+        state_handle = handle if code == 0 else 0
+        result = _engine.start_action_for_state(rules._handle, state_handle)
+        if not result:
+            return
+        state, actions = result[0], result[1]
+        while actions:
+            for name in _decode_actions(actions):     # {rule name: the match}: one a time
+                self._hits.append(name)
+            _engine.update_state(rules._handle, state)
+            actions = _engine.complete_and_start_action(rules._handle, state_handle)
 
     def _run(self) -> None:     # no threads: the caller dispatches, on its own thread
         pass
