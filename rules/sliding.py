@@ -39,8 +39,7 @@ class SlidingCounts:
         """A note of `kind` ("response", "complaint", "order_flagged") stamped `ts` (µs)."""
         us = round(response_s * US) if kind == "response" else 0
         slow = kind == "response" and response_s > self.slow_s
-        heap = self._heap
-        heapq.heappush(heap, (ts, next(self._seq), kind, us, slow))
+        heapq.heappush(self._heap, (ts, next(self._seq), kind, us, slow))
         self._count(kind, us, slow, 1)
         if ts > self.newest:
             self.newest = ts
