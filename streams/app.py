@@ -12,6 +12,11 @@ import sys
 import faust
 
 from cspulse.settings import Settings
+from streams import fetch_cycles
+
+# Every aiokafka consumer of the process (Faust's, the input reader, the plain ones)
+# frees a fetch it drops half-read at once (streams/fetch_cycles.py).
+fetch_cycles.install()
 
 try:
     SETTINGS = Settings()

@@ -1021,7 +1021,8 @@ def _spare_the_collector(now: float) -> None:
     here): seconds for a heap of gigabytes (measured: 6.8 s at 6 GB), so its length
     is foreseen from the last one's, scaled by how much the resident memory grew
     since.  They found 36 to 15,219 unreachable objects.  `cspulse_full_gc_seconds`
-    shows each."""
+    shows each.  (aiokafka's fetched record sets would wait for one too, with their
+    bytes, had `streams/fetch_cycles.py` not broken their cycle.)"""
     global _last_full_collection
     if _last_full_collection is not None:
         when, took, heap = _last_full_collection
