@@ -32,6 +32,28 @@ def test_state_follows_open_windows_not_the_number_of_events():
     assert p.stats.applied == 90 * 80
 
 
+def test_customers_changed_for_the_next_look_ahead_are_bounded_by_those_in_memory():
+    # A backlog as the worker reads it: its changes drained after each batch (a day here),
+    # no look-ahead in between (a backlog's views look at the book as applied).
+    p = Pipeline()
+    p.track_changes()
+    first = date(2026, 6, 1)
+    for d in range(120):
+        day = (first + timedelta(days=d)).isoformat()
+        for i in range(100):   # a hundred new customers a day, each buying once: 12,000 in all
+            c = f"c{d}-{i}"
+            p.feed_line(cust(f"{day}T10:00:00", c=c))
+            p.feed_line(agent(f"{day}T10:00:30", c=c))
+            p.feed_line(ev("order_created", f"{day}T10:05:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
+            p.feed_line(ev("order_paid", f"{day}T10:06:00", order_id=f"o{d}-{i}", customer_id=c, amount=9))
+        p.drain_changes()
+        assert len(p._dirty) <= 2 * len(p.ledger.customers) + 1_000
+    # a month and a bit of customers stay in memory (the test above): at most 100 × 33;
+    # every one of the 12,000 was changed, and those forgotten no longer wait for a look
+    assert len(p.ledger.customers) <= 100 * 33
+    assert len(p._dirty) <= 2 * 100 * 33 + 1_000 < 12_000
+
+
 def test_a_look_ahead_copy_shares_only_what_it_cannot_change():
     from cspulse.core.ledger import _copy_customer
     p = Pipeline()      # a customer writing every 5 s with no reply: 60 messages held (allowed lateness)
