@@ -539,20 +539,20 @@ class Pipeline:
     def drain_changes(self) -> tuple[set, set, set, set]:
         """(customers changed, customers removed, agents changed, book buckets changed) since last asked."""
         out = (self.ledger.changed, self.ledger.removed, self.desk.changed, self.book.changed)
-        self._dirty |= out[0] | out[1]     # for the next view's look-ahead
-        if len(self._dirty) > 2 * (len(self.ledger.customers) + len(self._ahead)) + 1_000:
-            self._prune_dirty()
+        # For the next view's look-ahead: the customers changed, and those removed that it
+        # has something to forget for (a kept look-ahead).  A customer gone from memory
+        # with none leaves, as the look-ahead would do nothing for it: a backlog looks
+        # ahead rarely and forgets a month's customers at each month-end, and every one
+        # of them stayed here until the next look (the 75-day backlog: up to 21,200).
+        dirty, customers, ahead = self._dirty, self.ledger.customers, self._ahead
+        dirty |= out[0]
+        for cid in out[1]:
+            if cid in customers or cid in ahead:
+                dirty.add(cid)
+            else:
+                dirty.discard(cid)
         self.track_changes()
         return out
-
-    def _prune_dirty(self) -> None:
-        """Drop the customers gone from memory with no kept look-ahead from those changed:
-        the next look-ahead has nothing to do for them.  A backlog looks ahead rarely and
-        forgets a month's customers at each month-end, and every one of them stayed here
-        until the next look (measured, the 75-day backlog: up to 21,200).  Pruned when
-        they outnumber the customers held twice over, so the pass is paid for."""
-        customers, ahead = self.ledger.customers, self._ahead
-        self._dirty = {cid for cid in self._dirty if cid in customers or cid in ahead}
 
     def finish(self, until: int | None = None) -> None:
         """Apply every held event and fire what time decides up to `until`
