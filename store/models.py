@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, Column, LargeBinary
+from sqlalchemy import BigInteger, Column, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 SHOP_ROW = ""  # agent_id of the shop-wide rows
@@ -63,11 +63,16 @@ class RejectedEvent(SQLModel, table=True):
 
 
 class SeenEvent(SQLModel, table=True):
-    """Every applied event id, so a duplicate older than the in-memory horizon is still known."""
+    """Every applied event id, so a duplicate older than the in-memory horizon is still known.
+    The worker's ids also say which partition and which write-back of its state (`epoch`)
+    they came with: ids of a write-back never committed are forgotten at a restore."""
 
     __tablename__ = "seen_event"
+    __table_args__ = (Index("ix_seen_event_part_epoch", "part", "epoch"),)
     event_id: str = Field(primary_key=True, max_length=128)
     ts_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    part: int | None = None
+    epoch: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class PartitionMonth(SQLModel, table=True):

@@ -109,6 +109,31 @@ def remember_ids(ids: list[tuple[str, int]], *, session: Session) -> None:
         conn.exec_driver_sql(sql, ids[i:i + 50_000])
 
 
+def remember_partition_ids(rows: list[tuple[str, int, int, int]], *, session: Session) -> None:
+    """Record the worker's applied ids as (event_id, ts_us, partition, epoch): `epoch`
+    is the write-back of the partition's state they came with (`forget_ids_after`)."""
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO seen_event (event_id, ts_us, part, epoch) VALUES ({mark}, {mark}, {mark}, {mark}) "
+           "ON CONFLICT DO NOTHING")
+    for i in range(0, len(rows), 50_000):
+        conn.exec_driver_sql(sql, rows[i:i + 50_000])
+
+
+def forget_ids_after(partition: int, epoch: int, *, session: Session) -> int:
+    """Forget a partition's ids stored with write-backs after `epoch`, the last its
+    committed state includes: their events are read again.  Returns how many."""
+    return session.execute(text("DELETE FROM seen_event WHERE part = :p AND epoch > :e"),
+                           {"p": partition, "e": epoch}).rowcount
+
+
+def was_seen(engine: Engine, event_id: str) -> bool:
+    """Whether the store has this event id (a connection of the pool, returned at once:
+    an open SQLite read would hold writers off)."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT 1 FROM seen_event WHERE event_id = :i"), {"i": event_id}).first() is not None
+
+
 def seen_lookup(engine: Engine):
     """A `seen_before(event_id)` port for the pipeline, on one open connection."""
     conn = engine.connect()

@@ -145,6 +145,15 @@ async def _recover(ps: list[int]) -> None:
         table.data.update(dict.fromkeys(state[tp], KEPT))
     for p in ps:
         pipelines[p] = _restore(p, {table.name: state[tp] for tp, (table, q) in tps.items() if q == p})
+    try:
+        forgotten = await asyncio.to_thread(_forget_uncommitted_ids, {p: _epoch[p] for p in ps})
+        if forgotten:
+            log.info("forgot %d event ids stored with write-backs the committed states do not hold", forgotten)
+    except Exception:
+        metrics.store_errors.inc()
+        log.exception("forgetting the stored ids of uncommitted write-backs failed: an event of those more "
+                      "than %.0f h older than the newest can be taken for a duplicate when read again",
+                      SETTINGS.params().dedup_horizon_s / 3600)
 
 
 def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
@@ -165,8 +174,13 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
         pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max = saved[:4]
         # the input offsets the state includes (older states did not say: trust the consumer)
         _applied[p] = saved[4] if len(saved) > 4 else {t: _UNKNOWN for t in ALL_INPUTS}
+        _epoch[p] = saved[5] if len(saved) > 5 else 0
     else:
         _applied[p] = {}
+        _epoch[p] = 0
+    _unstored_ids[p] = {}
+    pl.track_ids = True
+    pl.seen_before = functools.partial(_seen_before, p)
     pl.expected_inputs = ORDERED_INPUTS
     pl.gather = GATHER_US
     pl.track_changes()
@@ -278,7 +292,64 @@ def _write_back(p: int, pl: Pipeline) -> None:
         _put(books, p, f"{p}|{who or ''}|{period}", dumps(dict(pl.book.stated[(who, period)]), top))
     if buckets:
         _months_touched[p].update(period[:7] for _, period in buckets)
-    _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max, _applied[p]), top))
+    _epoch[p] = epoch = _epoch[p] + 1
+    unstored = _unstored_ids[p]
+    for eid, ts in pl.drain_fresh_ids():
+        unstored[eid] = (ts, epoch)
+    _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max, _applied[p],
+                                    epoch), top))
+
+
+# Duplicates older than the in-memory horizon (two days of event time) are found in the
+# store, as `replay` finds them: every applied id is stored before the transaction of the
+# state that holds it commits, tagged with its partition and the write-back it came with
+# (`_epoch`, kept in the state).  A restore forgets the ids stored with later write-backs
+# (never committed: their events are read again, and must not be taken for duplicates).
+# Ids not yet stored are looked up here first; a store that cannot be written keeps them
+# here (`cspulse_event_ids_unstored`) and the stream goes on: a crash before they are
+# stored loses them, and a duplicate of one of their events more than two days late would
+# then count twice.
+_epoch: dict[int, int] = {}                                # partition -> its state's last write-back
+_unstored_ids: dict[int, dict[str, tuple[int, int]]] = {}  # partition -> event_id -> (ts, epoch)
+
+
+def _seen_before(p: int, event_id: str) -> bool:
+    if event_id in _unstored_ids.get(p, ()):
+        return True
+    try:
+        return repo.was_seen(_engine(), event_id)
+    except Exception:
+        metrics.store_errors.inc()
+        log.warning("looking up the old event id %s in the store failed: taken as not seen", event_id, exc_info=True)
+        return False
+
+
+def _remember_ids(rows: list[tuple[str, int, int, int]]) -> None:
+    with Session(_engine()) as session:
+        repo.remember_partition_ids(rows, session=session)
+        session.commit()
+
+
+def _forget_uncommitted_ids(epochs: dict[int, int]) -> int:
+    with Session(_engine()) as session:
+        n = sum(repo.forget_ids_after(p, e, session=session) for p, e in epochs.items())
+        session.commit()
+        return n
+
+
+async def _store_ids() -> None:
+    """Store the ids written back since the last commit (before it: see `_epoch`)."""
+    rows = [(eid, ts, p, epoch) for p, ids in _unstored_ids.items() for eid, (ts, epoch) in ids.items()]
+    if rows:
+        try:
+            await asyncio.to_thread(_remember_ids, rows)
+        except Exception:
+            metrics.store_errors.inc()
+            log.exception("storing %d event ids failed; kept, and tried again at the next commit", len(rows))
+        else:
+            for eid, _, p, _ in rows:
+                _unstored_ids[p].pop(eid, None)
+    metrics.ids_unstored.set(sum(len(ids) for ids in _unstored_ids.values()))
 
 
 # The input offsets each partition's state includes, written with the state (same
@@ -602,6 +673,7 @@ async def _commit(at_once: bool = False) -> None:
     if _unwritten:
         await _write_back_unwritten()
     await _published()
+    await _store_ids()
 
     async def commit(p: int, offsets: dict) -> None:
         # every send of the transaction written, or no commit (`changelog.settle` says why)
@@ -696,6 +768,8 @@ def _forget_all() -> None:
     _read_to_end.clear()
     _last_heard.clear()
     _applied.clear()
+    _epoch.clear()
+    _unstored_ids.clear()
     _stalls.forget()
     _months_touched.clear()
     _ahead_months.clear()

@@ -122,7 +122,10 @@ class Pipeline:
     def __init__(self, params: Params | None = None,
                  seen_before: Callable[[str], bool] | None = None) -> None:
         """`seen_before(event_id)` answers for ids older than the in-memory horizon;
-        set `track_ids` to collect accepted ids (`drain_fresh_ids`) for a store to keep."""
+        set `track_ids` to collect accepted ids (`drain_fresh_ids`) for a store to keep.  Ids
+        collected and not yet drained count as seen too: the in-memory horizon can pass an id
+        before its owner has stored it (a file read twice in one replay applied the second
+        copy of every event older than two days)."""
         self.params = params or Params()
         self.clock = ShopClock(self.params)
         self.ledger = CustomerLedger(self.params, self.clock)
@@ -136,7 +139,7 @@ class Pipeline:
         self.track_ids = False
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
-        self.fresh_ids: list[tuple[str, int]] = []  # accepted since the owner last drained them
+        self.fresh_ids: dict[str, int] = {}        # event_id -> ts accepted since the owner last drained them
         self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
         self.post_close: list[dict] = []            # accepted events of those months, to record
         self._reset_look_ahead()
@@ -172,7 +175,7 @@ class Pipeline:
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
-        self.seen_before, self.fresh_ids, self.track_ids = None, [], False
+        self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
         self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
 
@@ -212,14 +215,15 @@ class Pipeline:
             if ledger.changed is not None:
                 ledger.changed.add(cid)
         max_ts = self.max_ts
-        if eid in ids or (self.seen_before is not None and max_ts is not None
-                          and ts < max_ts - self.horizon and self.seen_before(eid)):
-            # Older than the in-memory horizon: the store has every id it applied.
+        if eid in ids or (max_ts is not None and ts < max_ts - self.horizon and (
+                eid in self.fresh_ids or self.seen_before is not None and self.seen_before(eid))):
+            # Older than the in-memory horizon: the store has every id it applied, but
+            # those accepted since its owner last drained them.
             self.stats.duplicates += 1
             return
         ids[eid] = ts
         if self.track_ids:
-            self.fresh_ids.append((eid, ts))
+            self.fresh_ids[eid] = ts
         if self.closed_months and kind is not ImprovementPlanSubmitted and (
                 month := getattr(event, "period", None) or self.clock.day(ts)[:7]) in self.closed_months:
             # SPEC §5: applied to the live KPIs, never to the close; the owner records it.  A
@@ -562,8 +566,8 @@ class Pipeline:
             self.book.add_all(self.ledger.release(_ALL, now))
 
     def drain_fresh_ids(self) -> list[tuple[str, int]]:
-        out, self.fresh_ids = self.fresh_ids, []
-        return out
+        out, self.fresh_ids = self.fresh_ids, {}
+        return list(out.items())
 
     def run(self, lines: Iterable[bytes | str], until: int | None = None) -> "Pipeline":
         """Feed every line, then finish; convenient for tests and small files."""

@@ -45,6 +45,32 @@ def test_second_replay_of_the_same_events_finds_every_one_a_duplicate(lines, sto
     assert month(url) == before
 
 
+def test_a_file_read_twice_in_one_replay_counts_every_event_once(lines, tmp_path, store_url):
+    """The second copy comes before any checkpoint has stored the first one's ids, and
+    most of its events are older than the two-day in-memory horizon: they are found
+    among the ids accepted and not yet stored (the second copy counted 3,501 of the
+    3,505 events again before)."""
+    once = f"sqlite:///{tmp_path / 'once.sqlite'}"
+    _, first, _ = embedded.replay([source(lines)], engine=repo.connect(once), params=Params())
+    _, twice, _ = embedded.replay([source(lines), source(lines)], engine=repo.connect(store_url), params=Params())
+    assert twice.applied == first.applied
+    # the first copy's own duplicates, then every valid line of the second copy
+    assert twice.duplicates == first.duplicates + (first.applied + first.duplicates)
+    assert month(store_url) == month(once)
+
+
+def test_ids_of_a_worker_write_back_never_committed_are_forgotten(store_url):
+    engine = repo.connect(store_url)
+    with Session(engine) as s:
+        repo.remember_ids([("r1", 1)], session=s)                                   # replay's: no partition
+        repo.remember_partition_ids([("a1", 1, 1, 1), ("a2", 2, 1, 2), ("a3", 3, 1, 3), ("b5", 5, 2, 5)], session=s)
+        s.commit()
+    with Session(engine) as s:
+        assert repo.forget_ids_after(1, 2, session=s) == 1     # partition 1 committed its write-back 2
+        s.commit()
+    assert [repo.was_seen(engine, i) for i in ("r1", "a1", "a2", "a3", "b5")] == [True, True, True, False, True]
+
+
 def test_crash_mid_replay_then_replaying_everything_loses_nothing_and_counts_nothing_twice(lines, tmp_path, store_url,
                                                                                           monkeypatch):
     clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"

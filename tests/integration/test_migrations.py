@@ -20,7 +20,7 @@ def test_an_empty_database_migrates_to_head_and_back_down(store_url):
     engine = create_engine(store_url)
     assert migrate.current(engine) is None
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.head() == "0004"
+    assert migrate.current(engine) == migrate.head() == "0005"
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
     with engine.connect() as c:     # the migrations build exactly what the models say
         assert compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), SQLModel.metadata) == []
@@ -32,7 +32,7 @@ def test_an_empty_database_migrates_to_head_and_back_down(store_url):
     assert migrate.current(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(engine)         # and up again
-    assert migrate.current(engine) == "0004"
+    assert migrate.current(engine) == "0005"
 
 
 def test_connect_upgrades_an_older_database_and_keeps_its_data(store_url):
@@ -43,7 +43,7 @@ def test_connect_upgrades_an_older_database_and_keeps_its_data(store_url):
                                                  "updated_at": datetime.now(timezone.utc)}])
         s.commit()
     engine = repo.connect(store_url)
-    assert migrate.current(engine) == "0004"
+    assert migrate.current(engine) == "0005"
     with Session(engine) as s:
         assert repo.read_kpis("2026-11", session=s) == {"a1": {"orders": 3}}
         assert repo.closed_months(session=s) == set()

@@ -131,6 +131,25 @@ def test_worker_gives_exactly_the_kpis_of_replay(workers, tmp_path):
     assert workers.wait_for(expected) == expected
 
 
+def test_a_file_produced_twice_counts_every_event_once(workers, tmp_path):
+    """The second copy's events are duplicates.  Three days of events are older than the
+    two-day in-memory horizon, so most of them are found only through the ids the
+    worker keeps in the store (those of a copy still in the same batch or commit
+    through the ids not yet stored)."""
+    path = simulated(tmp_path)
+    expected = replayed(path, tmp_path)
+    workers.produce(path)
+    workers.produce(path)
+    workers.start()
+    assert_kpis_of_replay(workers, expected)
+    engine = repo.connect(workers.db)
+    with engine.connect() as c:
+        kept = c.exec_driver_sql("SELECT count(*), count(DISTINCT part) FROM seen_event").one()
+    lines = path.read_bytes().splitlines()
+    assert kept[1] == 4                     # every partition's ids, tagged with it
+    assert kept[0] <= len(lines)            # once each (the file's duplicates and bad lines are not)
+
+
 def test_bad_messages_on_an_input_topic_go_to_rejected_and_the_worker_goes_on(workers, tmp_path):
     path = simulated(tmp_path, days=1, traffic=20)
     expected = replayed(path, tmp_path)
