@@ -175,6 +175,8 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
         # the input offsets the state includes (older states did not say: trust the consumer)
         _applied[p] = saved[4] if len(saved) > 4 else {t: _UNKNOWN for t in ALL_INPUTS}
         _epoch[p] = saved[5] if len(saved) > 5 else 0
+        # the time before which ids were forgotten (older states did not say: max_ts less the horizon is safe)
+        pl.ids_from = saved[6] if len(saved) > 6 else (None if pl.max_ts is None else pl.max_ts - pl.horizon)
     else:
         _applied[p] = {}
         _epoch[p] = 0
@@ -297,7 +299,7 @@ def _write_back(p: int, pl: Pipeline) -> None:
     for eid, ts in pl.drain_fresh_ids():
         unstored[eid] = (ts, epoch)
     _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max, _applied[p],
-                                    epoch), top))
+                                    epoch, pl.ids_from), top))
 
 
 # Duplicates older than the in-memory horizon (two days of event time) are found in the

@@ -136,6 +136,12 @@ class Pipeline:
         self.lateness = round(self.params.allowed_lateness_s * US)
         self.horizon = round(self.params.dedup_horizon_s * US)
         self.max_ts: int | None = None
+        # Every applied event at or after this time still has its id in memory; the daily
+        # sweep forgets those older (`seen_before` knows them).  None: nothing forgotten yet.
+        # (Not `max_ts` less the horizon: an input read ahead of the others, agent-keyed
+        # reviews in the worker, moves max_ts days ahead, and every event of the inputs
+        # behind was then looked up in the store, a third of the worker's rate.)
+        self.ids_from: int | None = None
         self.track_ids = False
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
@@ -172,6 +178,9 @@ class Pipeline:
         return state
 
     def __setstate__(self, state):
+        if "ids_from" not in state:     # saved before it was kept: max_ts less the horizon is safe
+            mx = state.get("max_ts")
+            state["ids_from"] = None if mx is None else mx - state["horizon"]
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
@@ -215,7 +224,7 @@ class Pipeline:
             if ledger.changed is not None:
                 ledger.changed.add(cid)
         max_ts = self.max_ts
-        if eid in ids or (max_ts is not None and ts < max_ts - self.horizon and (
+        if eid in ids or (self.ids_from is not None and ts < self.ids_from and (
                 eid in self.fresh_ids or self.seen_before is not None and self.seen_before(eid))):
             # Older than the in-memory horizon: the store has every id it applied, but
             # those accepted since its owner last drained them.
@@ -271,6 +280,8 @@ class Pipeline:
                 if c in self._ahead:
                     self._forget_ahead(c)
             self.desk.prune_ids(watermark - self.horizon)
+            if self.ids_from is None or watermark - self.horizon > self.ids_from:
+                self.ids_from = watermark - self.horizon
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
         """The book as `finish(until)` would leave it, without changing anything: held

@@ -365,3 +365,42 @@ def test_views_across_daily_sweeps_equal_a_pass_over_every_customer():
         assert nonzero(resumed.view(end)) == nonzero(redone.view(end)) == nonzero(scanned.view(end))
         assert resumed.ledger.next_sweep > at("2026-11-06T00:00:00")     # three midnights swept
         assert kept_over_a_sweep > 0        # look-aheads were kept over a sweep, not all dropped
+
+
+def _lookups(p):
+    asked = []
+    p.seen_before = lambda eid: asked.append(eid) or False     # an empty store, which notes what it was asked
+    p.track_ids = True
+    return asked
+
+
+def test_a_duplicate_older_than_the_horizon_is_found_among_the_ids_not_yet_stored():
+    p = Pipeline(Params())
+    asked = _lookups(p)
+    first = ev("order_created", "2026-11-01T10:00:00", order_id="o1", customer_id="c1", amount=5, event_id="old")
+    p.feed_line(first)
+    for day in range(2, 6):      # the daily sweeps forget ids older than two days
+        p.feed_line(cust(f"2026-11-0{day}T10:00:00", c=f"c{day}"))
+    assert "c1" not in p.ledger.customers or "old" not in p.ledger.customers["c1"].recent_ids
+    assert p.ids_from > at("2026-11-01T10:00:00")      # forgotten from memory
+    p.feed_line(first)           # the store has not been given it yet (`drain_fresh_ids`)
+    assert p.stats.duplicates == 1 and asked == []
+    assert ("old", at("2026-11-01T10:00:00")) in p.drain_fresh_ids()
+    p.feed_line(first)           # drained, so stored: the store is asked
+    assert asked == ["old"] and p.stats.duplicates == 1     # (this store says no)
+
+
+def test_an_input_read_ahead_does_not_send_the_others_events_to_the_store():
+    """The stream's time is the slowest input's: ids are forgotten by it, and an event is
+    looked up only if it is older than the ids forgotten, not older than the newest
+    event less the horizon (the worker read agent-keyed reviews days ahead, and every
+    chat and order event behind them was looked up)."""
+    p = Pipeline(Params())
+    p.expected_inputs = frozenset({"chat", "orders"})
+    asked = _lookups(p)
+    p.feed_line(ev("order_created", "2026-11-09T10:00:00", order_id="o9", customer_id="c9", amount=5), "orders")
+    for hour in range(10, 20):
+        p.feed_line(cust(f"2026-11-02T{hour}:00:00", c=f"c{hour}"), "chat")
+    assert p.stats.applied == 11
+    # ids are forgotten by the chat input's time, a week behind: none of its events is older
+    assert asked == [] and p.ids_from < at("2026-11-02T10:00:00") - 2 * 86400 * 1_000_000
