@@ -26,6 +26,7 @@ partition reads a backlog, its book as the stream has applied it (`_looks_ahead_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -315,12 +316,22 @@ _epoch: dict[int, int] = {}                                # partition -> its st
 _unstored_ids: dict[int, dict[str, tuple[int, int]]] = {}  # partition -> event_id -> (ts, epoch)
 
 
+_lookup = None      # `repo.seen_lookup`, used by the loop's thread only
+
+
 def _seen_before(p: int, event_id: str) -> bool:
+    global _lookup
     if event_id in _unstored_ids.get(p, ()):
         return True
     try:
-        return repo.was_seen(_engine(), event_id)
+        if _lookup is None:
+            _lookup = repo.seen_lookup(_engine())
+        return _lookup(event_id)
     except Exception:
+        if _lookup is not None:
+            with contextlib.suppress(Exception):
+                _lookup.close()
+            _lookup = None          # (connected again at the next lookup)
         metrics.store_errors.inc()
         log.warning("looking up the old event id %s in the store failed: taken as not seen", event_id, exc_info=True)
         return False

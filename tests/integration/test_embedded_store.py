@@ -68,7 +68,9 @@ def test_ids_of_a_worker_write_back_never_committed_are_forgotten(store_url):
     with Session(engine) as s:
         assert repo.forget_ids_after(1, 2, session=s) == 1     # partition 1 committed its write-back 2
         s.commit()
-    assert [repo.was_seen(engine, i) for i in ("r1", "a1", "a2", "a3", "b5")] == [True, True, True, False, True]
+    seen = repo.seen_lookup(engine)
+    assert [seen(i) for i in ("r1", "a1", "a2", "a3", "b5")] == [True, True, True, False, True]
+    seen.close()
 
 
 def test_crash_mid_replay_then_replaying_everything_loses_nothing_and_counts_nothing_twice(lines, tmp_path, store_url,
