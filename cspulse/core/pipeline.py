@@ -145,6 +145,7 @@ class Pipeline:
         self.track_ids = False
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
+        self._slowest, self._idle_seen = None, None     # `_accept`'s slowest input, for these idle inputs
         self.fresh_ids: dict[str, int] = {}        # event_id -> ts accepted since the owner last drained them
         self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
         self.post_close: list[dict] = []            # accepted events of those months, to record
@@ -173,6 +174,7 @@ class Pipeline:
     def __getstate__(self):
         state = self.__dict__.copy()
         for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
+                          "_slowest", "_idle_seen",
                           "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
@@ -185,6 +187,7 @@ class Pipeline:
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
+        self._slowest, self._idle_seen = None, None
         self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
 
@@ -247,11 +250,19 @@ class Pipeline:
             watermark = max_ts - self.lateness
         else:
             tops = self.input_max
-            if ts > tops.get(source, -1):
+            top = tops.get(source, -1)
+            if ts > top:
                 tops[source] = ts
-            # an expected input not heard from yet holds everything back (-1)
-            slowest = min((tops.get(s, -1) for s in self.expected_inputs if s not in idle), default=max_ts)
-            watermark = min(max_ts, slowest) - self.lateness
+            # The slowest input only moves when the input at it moves, or other inputs
+            # count as idle: computed again only then (for every event, a tenth of the
+            # worker's feed).  An expected input not heard from yet holds everything back
+            # (-1); with every input idle, the newest event leads (None).
+            slowest = self._slowest
+            if idle is not self._idle_seen or (ts > top and (slowest is None or top <= slowest)):
+                slowest = self._slowest = min((tops.get(s, -1) for s in self.expected_inputs if s not in idle),
+                                              default=None)
+                self._idle_seen = idle
+            watermark = (max_ts if slowest is None or slowest > max_ts else slowest) - self.lateness
         if ts < watermark:
             stats.late += 1
         if cust is None:

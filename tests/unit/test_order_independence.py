@@ -404,3 +404,29 @@ def test_an_input_read_ahead_does_not_send_the_others_events_to_the_store():
     assert p.stats.applied == 11
     # ids are forgotten by the chat input's time, a week behind: none of its events is older
     assert asked == [] and p.ids_from < at("2026-11-02T10:00:00") - 2 * 86400 * 1_000_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["chat", "orders", "feedback", "reviews"]),
+                          st.integers(0, 4 * 3600), st.booleans(), st.sets(st.sampled_from(["chat", "orders"]))),
+                min_size=1, max_size=120))
+def test_the_stream_time_of_several_inputs_is_that_of_the_slowest_one_not_idle(items):
+    """`_accept` keeps the slowest input instead of computing it for every event; the
+    events counted late must be those the definition gives: older than the slowest
+    expected input not idle (or the newest event, if all are idle) less the lateness."""
+    p = Pipeline(Params())
+    p.expected_inputs = frozenset({"chat", "orders", "feedback"})
+    tops, newest, late = {}, None, 0
+    idle = frozenset()
+    for i, (source, second, new_share, idle_now) in enumerate(items):
+        if new_share:           # the worker passes a new set of idle inputs with each share
+            idle = frozenset(idle_now)
+        ts = at(f"2026-11-03T08:00:00") + second * 1_000_000
+        newest = ts if newest is None else max(newest, ts)
+        tops[source] = max(tops.get(source, -1), ts)
+        slowest = min((tops.get(s, -1) for s in p.expected_inputs if s not in idle), default=newest)
+        late += ts < min(newest, slowest) - 600 * 1_000_000
+        p.feed_line(cust(f"2026-11-03T{8 + second // 3600:02d}:{second % 3600 // 60:02d}:{second % 60:02d}",
+                         c=f"c{i}"), source, idle)
+    assert p.stats.applied == len(items)
+    assert p.stats.late == late
