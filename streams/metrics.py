@@ -118,6 +118,10 @@ class Metrics:
         self.ids_unstored = Gauge("cspulse_event_ids_unstored",
                                   "Applied event ids not yet in the store, which finds duplicates older than the "
                                   "in-memory horizon (grows while the store cannot be written)", registry=registry)
+        self.ids_dropped = Counter("cspulse_event_ids_dropped",
+                                   "Applied event ids dropped unstored after the store could not be written for "
+                                   "long: a duplicate of their events more than two days late counts again",
+                                   registry=registry)
         self.gaps_reread = Counter("cspulse_input_gaps_reread",
                                    "Gaps between what an input partition's state holds and the next event Faust "
                                    "delivered (offsets it skipped), read again from Kafka", registry=registry)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import itertools
 import json
 import logging
 import os
@@ -314,6 +315,25 @@ def _write_back(p: int, pl: Pipeline) -> None:
 # then count twice.
 _epoch: dict[int, int] = {}                                # partition -> its state's last write-back
 _unstored_ids: dict[int, dict[str, tuple[int, int]]] = {}  # partition -> event_id -> (ts, epoch)
+# While the store cannot be written, at most this many ids wait (≈ 200 MB; at 2,000 events/s
+# eight minutes, at a 20-agent shop's rate weeks); beyond it the oldest go, counted in
+# `cspulse_event_ids_dropped_total`: a duplicate of their events more than two days late counts again.
+IDS_UNSTORED_MAX = 1_000_000
+
+
+def _bound_unstored_ids() -> None:
+    total = sum(len(ids) for ids in _unstored_ids.values())
+    if total <= IDS_UNSTORED_MAX:
+        return
+    dropped = 0
+    for ids in _unstored_ids.values():      # each partition keeps its share, its newest
+        drop = len(ids) - len(ids) * IDS_UNSTORED_MAX // total
+        for eid in list(itertools.islice(ids, drop)):
+            del ids[eid]
+        dropped += drop
+    metrics.ids_dropped.inc(dropped)
+    log.warning("%d event ids waited for the store; the %d oldest were dropped unstored (a duplicate of "
+                "their events more than two days late would count again)", total, dropped)
 
 
 _lookup = None      # `repo.seen_lookup`, used by the loop's thread only
@@ -359,6 +379,7 @@ async def _store_ids() -> None:
         except Exception:
             metrics.store_errors.inc()
             log.exception("storing %d event ids failed; kept, and tried again at the next commit", len(rows))
+            _bound_unstored_ids()
         else:
             for eid, _, p, _ in rows:
                 _unstored_ids[p].pop(eid, None)

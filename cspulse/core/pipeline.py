@@ -182,7 +182,7 @@ class Pipeline:
     def __setstate__(self, state):
         if "ids_from" not in state:     # saved before it was kept: max_ts less the horizon is safe
             mx = state.get("max_ts")
-            state["ids_from"] = None if mx is None else mx - state["horizon"]
+            state["ids_from"] = None if mx is None else mx - round(state["params"].dedup_horizon_s * US)
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
