@@ -97,27 +97,20 @@ def save_state(pipeline, *, session: Session) -> None:
         session.execute(table.insert().values(id=1, **values))
 
 
-def remember_ids(ids: list[tuple[str, int]], *, session: Session) -> None:
-    """Record applied event ids (about a million a month: the driver's own executemany,
-    twice as fast as going through SQLAlchemy's statement layer)."""
+def remember_ids(ids: list[tuple], *, session: Session) -> None:
+    """Record applied event ids as (event_id, ts_us), or as the worker's (event_id, ts_us,
+    partition, epoch), `epoch` the write-back of the partition's state they came with
+    (`forget_ids_after`).  About a million a month: the driver's own executemany, twice as
+    fast as going through SQLAlchemy's statement layer."""
     if not ids:
         return
     conn = session.connection()
+    columns = ("event_id", "ts_us", "part", "epoch")[:len(ids[0])]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO seen_event (event_id, ts_us) VALUES ({mark}, {mark}) ON CONFLICT DO NOTHING"
+    sql = (f"INSERT INTO seen_event ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+           "ON CONFLICT DO NOTHING")
     for i in range(0, len(ids), 50_000):
         conn.exec_driver_sql(sql, ids[i:i + 50_000])
-
-
-def remember_partition_ids(rows: list[tuple[str, int, int, int]], *, session: Session) -> None:
-    """Record the worker's applied ids as (event_id, ts_us, partition, epoch): `epoch`
-    is the write-back of the partition's state they came with (`forget_ids_after`)."""
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO seen_event (event_id, ts_us, part, epoch) VALUES ({mark}, {mark}, {mark}, {mark}) "
-           "ON CONFLICT DO NOTHING")
-    for i in range(0, len(rows), 50_000):
-        conn.exec_driver_sql(sql, rows[i:i + 50_000])
 
 
 def forget_ids_after(partition: int, epoch: int, *, session: Session) -> int:

@@ -114,7 +114,9 @@ class Metrics:
                          "Wall time now minus the Kafka timestamp of the newest message processed", registry=registry)
         self.batch = Histogram("cspulse_batch_duration_seconds", "Time to process and write back one batch",
                                buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5), registry=registry)
-        self.store_errors = Counter("cspulse_store_errors", "Failed writes of KPIs to the store", registry=registry)
+        self.store_errors = Counter("cspulse_store_errors",
+                                    "Failed reads and writes of the store (KPIs, event ids, month-end)",
+                                    registry=registry)
         self.ids_unstored = Gauge("cspulse_event_ids_unstored",
                                   "Applied event ids not yet in the store, which finds duplicates older than the "
                                   "in-memory horizon (grows while the store cannot be written)", registry=registry)

@@ -177,8 +177,10 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
         # the input offsets the state includes (older states did not say: trust the consumer)
         _applied[p] = saved[4] if len(saved) > 4 else {t: _UNKNOWN for t in ALL_INPUTS}
         _epoch[p] = saved[5] if len(saved) > 5 else 0
-        # the time before which ids were forgotten (older states did not say: max_ts less the horizon is safe)
-        pl.ids_from = saved[6] if len(saved) > 6 else (None if pl.max_ts is None else pl.max_ts - pl.horizon)
+        if len(saved) > 6:
+            pl.ids_from = saved[6]
+        else:
+            pl.assume_ids_forgotten()       # (older states did not say)
     else:
         _applied[p] = {}
         _epoch[p] = 0
@@ -359,7 +361,7 @@ def _seen_before(p: int, event_id: str) -> bool:
 
 def _remember_ids(rows: list[tuple[str, int, int, int]]) -> None:
     with Session(_engine()) as session:
-        repo.remember_partition_ids(rows, session=session)
+        repo.remember_ids(rows, session=session)
         session.commit()
 
 

@@ -180,16 +180,20 @@ class Pipeline:
         return state
 
     def __setstate__(self, state):
-        if "ids_from" not in state:     # saved before it was kept: max_ts less the horizon is safe
-            mx = state.get("max_ts")
-            state["ids_from"] = None if mx is None else mx - round(state["params"].dedup_horizon_s * US)
         self.__dict__.update(state)
+        if "ids_from" not in state:
+            self.assume_ids_forgotten()     # saved before it was kept
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
         self._slowest, self._idle_seen = None, None
         self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
+
+    def assume_ids_forgotten(self) -> None:
+        """For a state saved without `ids_from`: the newest event less the horizon, which is
+        at or after every bound the sweep used (safe: more lookups, never a duplicate missed)."""
+        self.ids_from = None if self.max_ts is None else self.max_ts - round(self.params.dedup_horizon_s * US)
 
     # -- input ----------------------------------------------------------------
 
@@ -290,9 +294,10 @@ class Pipeline:
             for c in ledger.sweep(watermark, self.horizon):
                 if c in self._ahead:
                     self._forget_ahead(c)
-            self.desk.prune_ids(watermark - self.horizon)
-            if self.ids_from is None or watermark - self.horizon > self.ids_from:
-                self.ids_from = watermark - self.horizon
+            oldest_id = watermark - self.horizon        # (the ledger's sweep forgot those before it too)
+            self.desk.prune_ids(oldest_id)
+            if self.ids_from is None or oldest_id > self.ids_from:
+                self.ids_from = oldest_id
 
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
         """The book as `finish(until)` would leave it, without changing anything: held

@@ -63,7 +63,7 @@ def test_ids_of_a_worker_write_back_never_committed_are_forgotten(store_url):
     engine = repo.connect(store_url)
     with Session(engine) as s:
         repo.remember_ids([("r1", 1)], session=s)                                   # replay's: no partition
-        repo.remember_partition_ids([("a1", 1, 1, 1), ("a2", 2, 1, 2), ("a3", 3, 1, 3), ("b5", 5, 2, 5)], session=s)
+        repo.remember_ids([("a1", 1, 1, 1), ("a2", 2, 1, 2), ("a3", 3, 1, 3), ("b5", 5, 2, 5)], session=s)
         s.commit()
     with Session(engine) as s:
         assert repo.forget_ids_after(1, 2, session=s) == 1     # partition 1 committed its write-back 2
