@@ -29,6 +29,11 @@ from .shopclock import ShopClock
 
 WITHIN_3MIN_US = 180 * US
 _NOT_MARKED = "\0"  # a wait not (yet) counted as unanswered; None means "counted for the shop alone"
+# What the sweep forgets (`_sweep`): a conversation with no open wait idle this long (a
+# customer writing in it again starts afresh), an order never created this long after
+# its first event.
+_CONVERSATION_IDLE = 2 * 86400 * US
+_UNCREATED_ORDER_WAIT = 7 * 86400 * US
 
 
 # A note: {"kind": "response" | "wait" | "complaint" | "order_flagged", "ts": µs,
@@ -302,7 +307,8 @@ class CustomerLedger:
 
     def _message(self, cid: str, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
         conv = cust.conversations.get(m.conversation_id)
-        if conv is None:
+        if conv is None or conv.wait is None and ts - conv.touched > _CONVERSATION_IDLE and \
+                self.clock.day_start(ts) - conv.touched > _CONVERSATION_IDLE:   # (gone for the sweep: `_expired`)
             conv = cust.conversations[m.conversation_id] = Conversation()
         conv.touched = ts
         if m.sender == "customer":
@@ -362,6 +368,7 @@ class CustomerLedger:
     def _open_inquiry(self, cid: str, cust: Customer, agent: str, day: str, ts: int, out: list[Fact]) -> None:
         after_sales = any(
             o.paid_ts is not None and ts - self.after_sales <= o.paid_ts <= ts and o.refunded < o.paid
+            and (o.created or self.clock.day_start(ts) - o.seen_ts <= _UNCREATED_ORDER_WAIT)   # (see `_expired`)
             for o in cust.orders.values()
         )
         inq = Inquiry(agent, day, ts, self.clock.end_of_next_day(ts), counted=not after_sales)
@@ -372,7 +379,7 @@ class CustomerLedger:
 
     def _order_event(self, cid: str, e: Event, ts: int, cust: Customer, out: list[Fact]) -> None:
         order = cust.orders.get(e.order_id)
-        if order is None:
+        if order is None or self._expired(order, ts):
             order = cust.orders[e.order_id] = Order(seen_ts=ts)
         before = order.indicators()
         kind = type(e)
@@ -454,9 +461,11 @@ class CustomerLedger:
 
     def sweep(self, now: int, id_horizon: int) -> set[str]:
         """Once a day of event time: forget what no future event can need; return the
-        customers it rewrote or forgot (the others are as they were)."""
+        customers it rewrote or forgot (the others are as they were).  The state is
+        judged as of the day's start, whenever in the day the stream time crossed it
+        (see `_expired`); ids as of `now`."""
         self.next_sweep = self.clock.midnight_after(now)
-        return self._sweep(now, id_horizon)
+        return self._sweep(self.clock.day_start(now), now - id_horizon)
 
     def _wait_expired(self, cid: str, cust: Customer, key: tuple, due: int, out: list[Fact]) -> None:
         conv = cust.conversations.get(key[0])
@@ -496,10 +505,8 @@ class CustomerLedger:
                 keep.append(inq)
         cust.inquiries = keep
 
-    def _sweep(self, now: int, id_horizon: int) -> set[str]:
+    def _sweep(self, now: int, oldest_id: int) -> set[str]:
         """Forget what no future event can need, so memory follows open windows, not history."""
-        oldest_id = now - id_horizon
-        two_days = 2 * 86400 * US
         yesterday = self.clock.day(now - 86400 * US)
         # Months before this one are closed (their end + grace has passed); a string
         # compare suffices: "2026-10-31" < "2026-11" <= "2026-11-05".
@@ -512,9 +519,9 @@ class CustomerLedger:
                 cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now, open_month)}
                 rewrote = True
             convs = cust.conversations
-            if any(c.wait is None and now - c.touched > two_days for c in convs.values()):
+            if any(c.wait is None and now - c.touched > _CONVERSATION_IDLE for c in convs.values()):
                 cust.conversations = convs = {k: c for k, c in convs.items()
-                                              if c.wait is not None or now - c.touched <= two_days}
+                                              if c.wait is not None or now - c.touched <= _CONVERSATION_IDLE}
                 rewrote = True
             for conv in convs.values():
                 if len(conv.first_reply_days) > 1 and any(d < yesterday for d in conv.first_reply_days):
@@ -546,9 +553,27 @@ class CustomerLedger:
             self.removed.update(gone)
         return {*swept, *gone}
 
+    def _expired(self, o: Order, ts: int) -> bool:
+        """Whether the sweep of the day of `ts` forgets order `o`, whether it ran yet or not.
+
+        The sweep forgets, as of each midnight of stream time, what no later event can
+        need.  But it runs when the stream time crosses the midnight, and a partition's
+        stream time can jump hours at once (an input read behind the others catching
+        up, `source` in `Pipeline.feed_line`): events of those hours are applied before
+        it.  So what it forgets is judged again when an event needs it, as of the start
+        of that event's day, or the result would depend on when the sweep ran.  (Found
+        by bench/worker.py --days 20: a payment 2 days 9 hours after its October order,
+        after October's close, counted by the worker, not by replay, and its customer
+        then "after-sales" for 21 days.)  The same holds for an idle conversation
+        (`_message`) and an order never created (`_open_inquiry`)."""
+        if o.created and ts - o.created_ts < self.order_grace:
+            return False    # (its month cannot have closed: most order events)
+        day_start = self.clock.day_start(ts)
+        return not self._order_needed(o, day_start, self.clock.day(day_start - self.order_grace)[:7])
+
     def _order_needed(self, o: Order, now: int, open_month: str) -> bool:
         if not o.created:   # events of an order not yet created: wait a week for its creation
-            return now - o.seen_ts <= 7 * 86400 * US
+            return now - o.seen_ts <= _UNCREATED_ORDER_WAIT
         if o.day >= open_month:
             return True
         return o.paid_ts is not None and now - o.paid_ts <= self.after_sales

@@ -41,6 +41,10 @@ class ShopClock:
         """The instant the local day `day` begins."""
         return _us(datetime.combine(day, time(0), self.zone))
 
+    def day_start(self, ts: int) -> int:
+        """The instant the local day of `ts` began."""
+        return self._quarter(ts)[1]
+
     def midnight_after(self, ts: int) -> int:
         """The instant the local day of `ts` ends."""
         return self._quarter(ts)[2]

@@ -309,6 +309,52 @@ def test_the_daily_sweep_judges_the_state_with_every_due_event_applied_gathered_
     assert unanswered == [1, 1]
 
 
+
+def test_what_the_daily_sweep_forgets_does_not_depend_on_when_it_ran():
+    """A worker's partition applies days of events between two sweeps when its stream
+    time jumps (an input read behind the others catches up; here the feedback input is
+    silent until 11-06, so nothing is applied, and nothing swept, before then).  Replay's
+    stream time moves event by event and sweeps at each midnight.  Both must count alike
+    (found by bench/worker.py --days 20: worker != replay):
+
+    - c1's October order o1 (10-31 18:38, credited to a1, who replied at 18:30) is paid
+      on 11-03 at 04:02.  October is closed by then (an order stays until
+      `order_grace_days` = 2 days after its month: 11-03 00:00), so the payment does not
+      count: a1's October paid_orders = 0, orders = 1.
+    - c1 comes back on 11-05 and a1 replies: c1 paid 2 days ago (within the 21
+      after-sales days), so it is an after-sales reception, no inquiry: inquiries = 0.
+    - c4's conversation was last touched on 11-01 at 10:00; c4 writes in it again on
+      11-04 at 12:00, more than two idle days after (11-04 00:00 - 11-01 10:00 = 2 d 14 h):
+      it starts afresh, so the wait nobody answers (unanswered at 13:00) is the shop's
+      alone, not a1's, who replied there three days before: a1 0, shop 1 on 11-04."""
+    chat = [cust("2026-10-31T18:29:00"), agent("2026-10-31T18:30:00"),
+            cust("2026-11-01T09:59:00", c="c4"), agent("2026-11-01T10:00:00", c="c4"),
+            cust("2026-11-04T12:00:00", c="c4"),
+            cust("2026-11-05T10:00:00"), agent("2026-11-05T10:01:00")]
+    orders = [ev("order_created", "2026-10-31T18:38:00", order_id="o1", customer_id="c1", amount=808.08),
+              ev("order_paid", "2026-11-03T04:02:00", order_id="o1", customer_id="c1", amount=808.08),
+              ev("order_created", "2026-11-05T12:00:00", order_id="o3", customer_id="c3", amount=5)]
+    feedback = [ev("rating", "2026-11-06T12:00:00", customer_id="c9", agent_id="a2", score=5)]
+    until = at("2026-11-06T13:00:00")
+
+    replay = Pipeline().run(sorted(chat + orders + feedback, key=lambda line: json.loads(line)["ts"]), until)
+    worker = Pipeline()
+    worker.expected_inputs = frozenset({"chat", "orders", "feedback"})
+    for source, lines in (("chat", chat), ("orders", orders)):
+        for line in lines:
+            worker.feed_line(line, source)
+    assert worker.ledger.next_sweep == 0 and worker.ledger.held        # nothing applied, nothing swept yet
+    worker.feed_line(feedback[0], "feedback")
+    # the stream time jumps from nothing to 11-05 09:51 (chat, the slowest, less 10 min): one sweep
+    assert worker.ledger.next_sweep == at("2026-11-06T00:00:00")
+    worker.finish(until)
+
+    for p in (replay, worker):
+        assert (kpis(p, "a1", "2026-10")["orders"], kpis(p, "a1", "2026-10")["paid_orders"]) == (1, 0)
+        assert (kpis(p, "a1", "2026-11-05")["served_customers"], kpis(p, "a1", "2026-11-05")["inquiries"]) == (1, 0)
+        assert (kpis(p, "a1", "2026-11-04")["unanswered"], kpis(p, None, "2026-11-04")["unanswered"]) == (0, 1)
+    assert all_kpis(worker) == all_kpis(replay)
+
 def _days_stream(seed: int) -> list[str]:
     """Four days of customers coming back now and then (conversations, waits, orders paid
     and refunded), so that each midnight's sweep forgets some customers' old state and
