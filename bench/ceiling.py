@@ -6,7 +6,8 @@ A simulated file (as `bench/worker.py` makes it) is cut into the worker's batche
 (2,000 records, records keyed and partitioned as `cspulse produce` does) and run
 through the worker's own functions, in a child process pinned to one core:
 `_feed` (decode, the core), `_write_back` every 2.8 s of the run (what a commit
-writes in a backlog; its messages are dropped, not sent), and, in the second pass,
+writes in a backlog; its messages are dropped, not sent; the state that survived is
+then frozen out of the cyclic collector's sight, as the worker's refresh does), and, in the second pass,
 the look-ahead and rules step the worker runs after each batch (`_judge_batch`, the
 default rules). No broker, no store, no /metrics: what is left when the worker's
 Kafka reads and writes, its transactions and its timers take no time at all.
@@ -76,6 +77,7 @@ def child(path: str, partitions: int, rules: bool) -> dict:
                 w._write_back(p, pl)
             w._outgoing.clear()
             spent["write_back"] += time.perf_counter() - b
+            w._spare_the_collector(time.monotonic())    # as the worker's refresh does
         if rules:
             c = time.perf_counter()
             w._judge_batch(shares, w.now_us())
