@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--traffic", type=int, default=80, help="conversations per agent and day")
     ap.add_argument("--until", default="2026-11-20T00:00:00+08:00")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--restore", action="store_true",
+                    help="halfway, restore every partition from the changelog messages written so far")
     args = ap.parse_args()
     os.environ["CSPULSE_PARTITIONS"] = str(args.partitions)
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")     # (named by the worker module; unused)
@@ -66,6 +68,9 @@ def main() -> None:
     w._seen_before = lambda p, event_id: event_id in stored or event_id in w._unstored_ids[p]
     for p in range(w.PARTITIONS):
         w.pipelines[p] = w._restore(p, {table.name: {} for table in w._TABLES})
+    written: dict[int, dict[str, dict[str, bytes | None]]] = defaultdict(lambda: defaultdict(dict))
+    table_of = {table.changelog_topic.get_topic_name(): table.name for table in w._TABLES}
+    restored = False
     for n, i in enumerate(range(0, len(records), w.BATCH)):
         shares = defaultdict(list)
         for r in records[i:i + w.BATCH]:
@@ -75,10 +80,18 @@ def main() -> None:
         if n % 5 == 4:      # a commit: written back, ids stored
             for p, pl in w.pipelines.items():
                 w._write_back(p, pl)
+            for topic, p, key, value in w._outgoing:      # (the changelogs, compacted)
+                written[p][table_of[topic]][key] = value
             w._outgoing.clear()
             for ids in w._unstored_ids.values():
                 stored.update(ids)
                 ids.clear()
+            if args.restore and not restored and i >= len(records) // 2:     # a restart
+                restored = True
+                for p in range(w.PARTITIONS):
+                    read = {table.name: {k: v for k, v in written[p][table.name].items() if v is not None}
+                            for table in w._TABLES}
+                    w.pipelines[p] = w._restore(p, read)
 
     worker = KpiBook()
     for pl in w.pipelines.values():
@@ -88,7 +101,7 @@ def main() -> None:
                                         for k in set(a.get((who, period), {})) | set(b.get((who, period), {}))
                                         if a.get((who, period), {}).get(k) != b.get((who, period), {}).get(k)}
               for who, period in sorted(set(a) | set(b), key=str) if a.get((who, period)) != b.get((who, period))}
-    print(json.dumps({"events": len(lines), "rows": len(a), "differ": differ,
+    print(json.dumps({"events": len(lines), "rows": len(a), "differ": differ, "restored": restored,
                       "applied": [replay.stats.applied, sum(pl.stats.applied for pl in w.pipelines.values())],
                       "duplicates": [replay.stats.duplicates,
                                      sum(pl.stats.duplicates for pl in w.pipelines.values())]}))

@@ -287,13 +287,15 @@ class Pipeline:
         if watermark >= ledger.next_sweep:
             if gather:      # what is forgotten is judged on the state of every event due applied
                 self.book.add_all(ledger.release(watermark))
-            # The look-aheads of customers the sweep rewrote are done again (they are
-            # changed: the next view sees them); the others' copies still hold.  (Every
+            # The look-aheads of customers the sweep rewrote are done again (marked for
+            # the next view; not changed for their owner, who need not write them: see
+            # `CustomerLedger._sweep`); the others' copies still hold.  (Every
             # look-ahead was dropped before, and the next view passed over every customer:
             # in a backlog, at every event day.)
             for c in ledger.sweep(watermark, self.horizon):
                 if c in self._ahead:
                     self._forget_ahead(c)
+                    self._dirty.add(c)
             oldest_id = watermark - self.horizon        # (the ledger's sweep forgot those before it too)
             self.desk.prune_ids(oldest_id)
             if self.ids_from is None or oldest_id > self.ids_from:
