@@ -20,7 +20,6 @@ import sys
 from collections import defaultdict
 from datetime import date, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,14 +37,14 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["CSPULSE_PARTITIONS"] = str(args.partitions)
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")     # (named by the worker module; unused)
-    sys.path[:0] = [str(ROOT)]
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-    from cspulse.core import Params, Pipeline, Rejected, decode
+    from ceiling import worker_records      # (the lines as the worker's reader gets them)
+    from cspulse.core import Params, Pipeline
     from cspulse.core.book import KpiBook
     from cspulse.core.shopclock import to_us
     from cspulse.simulate import Simulator
     from streams import worker as w
-    from streams.topics import topic_and_key
 
     lines = list(Simulator(agents=args.agents, days=args.days, start=date.fromisoformat(args.start),
                            conversations_per_agent_day=args.traffic, duplicate_rate=0.01, bad_rate=0.001).lines())
@@ -55,15 +54,7 @@ def main() -> None:
     for line in lines:
         replay.feed_line(line)
 
-    offsets = defaultdict(int)
-    records = []
-    for line in lines:
-        event = decode(line)
-        topic, key = ("cs.chat", "bad") if isinstance(event, Rejected) else topic_and_key(event)
-        p, name = w.partition_of(key), w.PREFIX + topic
-        records.append(SimpleNamespace(key=key.encode(), value=line, topic=name, partition=p,
-                                       offset=offsets[(name, p)]))
-        offsets[(name, p)] += 1
+    records = list(worker_records(lines))
     stored: set[str] = set()
     w._seen_before = lambda p, event_id: event_id in stored or event_id in w._unstored_ids[p]
     for p in range(w.PARTITIONS):

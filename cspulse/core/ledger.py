@@ -36,6 +36,11 @@ _CONVERSATION_IDLE = 2 * 86400 * US
 _UNCREATED_ORDER_WAIT = 7 * 86400 * US
 
 
+def _forgotten(conv: "Conversation", now: int) -> bool:
+    """Whether the sweep as of `now` forgets a conversation: no open wait, idle too long."""
+    return conv.wait is None and now - conv.touched > _CONVERSATION_IDLE
+
+
 # A note: {"kind": "response" | "wait" | "complaint" | "order_flagged", "ts": µs,
 # "agent_id": credited agent or None, "customer_id": …, and the kind's own fields}.
 Note = dict
@@ -307,8 +312,9 @@ class CustomerLedger:
 
     def _message(self, cid: str, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
         conv = cust.conversations.get(m.conversation_id)
-        if conv is None or conv.wait is None and ts - conv.touched > _CONVERSATION_IDLE and \
-                self.clock.day_start(ts) - conv.touched > _CONVERSATION_IDLE:   # (gone for the sweep: `_expired`)
+        # (one the sweep forgets by the start of this day is gone, whether it ran yet or not:
+        # see `_expired`; judged at `ts` first, which it implies, to spare the clock)
+        if conv is None or _forgotten(conv, ts) and _forgotten(conv, self.clock.day_start(ts)):
             conv = cust.conversations[m.conversation_id] = Conversation()
         conv.touched = ts
         if m.sender == "customer":
@@ -368,7 +374,7 @@ class CustomerLedger:
     def _open_inquiry(self, cid: str, cust: Customer, agent: str, day: str, ts: int, out: list[Fact]) -> None:
         after_sales = any(
             o.paid_ts is not None and ts - self.after_sales <= o.paid_ts <= ts and o.refunded < o.paid
-            and (o.created or self.clock.day_start(ts) - o.seen_ts <= _UNCREATED_ORDER_WAIT)   # (see `_expired`)
+            and (o.created or not self._expired(o, ts))     # (an order never created waits a week)
             for o in cust.orders.values()
         )
         inq = Inquiry(agent, day, ts, self.clock.end_of_next_day(ts), counted=not after_sales)
@@ -519,9 +525,8 @@ class CustomerLedger:
                 cust.orders = {k: o for k, o in cust.orders.items() if self._order_needed(o, now, open_month)}
                 rewrote = True
             convs = cust.conversations
-            if any(c.wait is None and now - c.touched > _CONVERSATION_IDLE for c in convs.values()):
-                cust.conversations = convs = {k: c for k, c in convs.items()
-                                              if c.wait is not None or now - c.touched <= _CONVERSATION_IDLE}
+            if any(_forgotten(c, now) for c in convs.values()):
+                cust.conversations = convs = {k: c for k, c in convs.items() if not _forgotten(c, now)}
                 rewrote = True
             for conv in convs.values():
                 if len(conv.first_reply_days) > 1 and any(d < yesterday for d in conv.first_reply_days):

@@ -309,7 +309,6 @@ def test_the_daily_sweep_judges_the_state_with_every_due_event_applied_gathered_
     assert unanswered == [1, 1]
 
 
-
 def test_what_the_daily_sweep_forgets_does_not_depend_on_when_it_ran():
     """A worker's partition applies days of events between two sweeps when its stream
     time jumps (an input read behind the others catches up; here the feedback input is
@@ -354,6 +353,7 @@ def test_what_the_daily_sweep_forgets_does_not_depend_on_when_it_ran():
         assert (kpis(p, "a1", "2026-11-05")["served_customers"], kpis(p, "a1", "2026-11-05")["inquiries"]) == (1, 0)
         assert (kpis(p, "a1", "2026-11-04")["unanswered"], kpis(p, None, "2026-11-04")["unanswered"]) == (0, 1)
     assert all_kpis(worker) == all_kpis(replay)
+
 
 def _days_stream(seed: int) -> list[str]:
     """Four days of customers coming back now and then (conversations, waits, orders paid
