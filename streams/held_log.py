@@ -26,6 +26,7 @@ from collections import defaultdict, deque
 
 import msgspec
 
+from cspulse.core.events import Rejected, decode, encode
 from cspulse.core.ledger import Customer, decode_customer, encode_customer
 
 TOP = pickle.HIGHEST_PROTOCOL
@@ -65,6 +66,29 @@ def load_customer(value: bytes, held: dict[str, dict[str, tuple]], cid: str) -> 
 _PACK = msgspec.msgpack.Encoder()
 _UNPACK = msgspec.msgpack.Decoder(tuple[msgspec.Raw, int, list[bytes]])
 _PICKLE = b"\x80"     # the first byte of a pickle (protocol 2 and later); MessagePack's array is 0x90-0x9f
+_SEGMENT = msgspec.msgpack.Decoder(tuple[list[tuple[str, int, int, str, bytes]], list[tuple[str, str]]])
+
+
+def dump_segment(part: list[tuple[str, tuple]], done: list[tuple[str, str]]) -> bytes:
+    """A segment's held events ((customer id, (ts, rank, event id, event)) pairs) and
+    applied ids ((customer id, event id) pairs) as MessagePack, each event as its JSON
+    line: 1.4 µs an event against 8.7 pickled (measured in process on the simulated
+    shop's events), and read back by the input's own decoder."""
+    return _PACK.encode(([(cid, ts, rank, eid, encode(event)) for cid, (ts, rank, eid, event) in part], done))
+
+
+def load_segment(value: bytes) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]]]:
+    """A segment from `dump_segment`, or pickled by an older version."""
+    if value[:1] == _PICKLE:
+        return pickle.loads(value)
+    rows, done = _SEGMENT.decode(value)
+    part = []
+    for cid, ts, rank, eid, line in rows:
+        event = decode(line)
+        if isinstance(event, Rejected):      # (written from an event this decoder accepted)
+            raise ValueError(f"held segment: event {eid} does not decode: {event.reason}")
+        part.append((cid, (ts, rank, eid, event)))
+    return part, [tuple(pair) for pair in done]
 
 
 class RecentIds:
@@ -112,6 +136,9 @@ class HeldSegments:
         self.p = p
         self.next_seq = 0
         self.live: deque[tuple[int, int]] = deque()    # (newest event time in it, seq), oldest first
+        self._eids: dict[int, list[tuple[str, str]]] = {}   # seq -> (customer id, event id) of its events
+        # (customer id, event id) of the events in a live segment not yet recorded as applied
+        self.written: set[tuple[str, str]] = set()
 
     def key(self, seq: int) -> str:
         return f"{self.p}#{seq}"
@@ -120,20 +147,28 @@ class HeldSegments:
             oldest_held: int | None) -> list[tuple[str, bytes]]:
         """The segments (key, value) of one batch: the events it held, (customer id,
         item) pairs, and those it applied, (customer id, event id) pairs.  Events
-        stamped before the oldest still held are applied already, and applied ids
-        matter only while an older segment lives."""
+        stamped before the oldest still held are applied already, and an applied id
+        matters only if its event is in a live segment: in a backlog most events are
+        held and applied between two write-backs, in no segment, and recording every
+        one of them was a fifth of the write-back (py-spy, `bench/worker.py --days 10`)."""
         if oldest_held is None:
             fresh = []
         else:
             fresh = [pair for pair in fresh if pair[1][0] >= oldest_held]
-        if not self.live and not fresh:
+        written = self.written
+        written.update((cid, item[2]) for cid, item in fresh)    # (one may be applied in this batch already)
+        if applied and written:
+            applied = [pair for pair in applied if pair in written]
+            written.difference_update(applied)
+        else:
             applied = []        # they name events of no segment
         out, n = [], SEGMENT_ENTRIES
         while fresh or applied:
             part, fresh, done, applied = fresh[:n], fresh[n:], applied[:n], applied[n:]
             seq, self.next_seq = self.next_seq, self.next_seq + 1
             self.live.append((max((item[0] for _, item in part), default=_NOTHING), seq))
-            out.append((self.key(seq), pickle.dumps((part, done), TOP)))
+            self._eids[seq] = [(cid, item[2]) for cid, item in part]
+            out.append((self.key(seq), dump_segment(part, done)))
         return out
 
     def expired(self, oldest_held: int | None) -> list[str]:
@@ -141,7 +176,9 @@ class HeldSegments:
         the oldest event still held (None: nothing is held)."""
         live, out = self.live, []
         while live and (oldest_held is None or live[0][0] < oldest_held):
-            out.append(self.key(live.popleft()[1]))
+            seq = live.popleft()[1]
+            self.written.difference_update(self._eids.pop(seq, ()))
+            out.append(self.key(seq))
         return out
 
     @classmethod
@@ -153,16 +190,19 @@ class HeldSegments:
         found = []
         for key, value in table_items:
             if key.startswith(head):
-                part, done = pickle.loads(value)
+                part, done = load_segment(value)
                 for cid, item in part:
                     held[cid][item[2]] = item
                 applied += done
-                found.append((int(key[len(head):]), max((item[0] for _, item in part), default=_NOTHING)))
+                seq = int(key[len(head):])
+                found.append((seq, max((item[0] for _, item in part), default=_NOTHING)))
+                segments._eids[seq] = [(cid, item[2]) for cid, item in part]
         for cid, eid in applied:
             mine = held.get(cid)
             if mine is not None:
                 mine.pop(eid, None)
         found.sort()
         segments.live.extend((newest, seq) for seq, newest in found)
+        segments.written = {(cid, eid) for cid, mine in held.items() for eid in mine}
         segments.next_seq = found[-1][0] + 1 if found else 0
         return segments, held

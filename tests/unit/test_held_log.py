@@ -9,7 +9,7 @@ import pytest
 from cspulse.core import Pipeline
 from cspulse.core.ledger import Customer
 from eventkit import chatty_stream, cust
-from streams.held_log import SEGMENT_ENTRIES, HeldSegments, RecentIds, dump_customer, load_customer
+from streams.held_log import SEGMENT_ENTRIES, HeldSegments, RecentIds, dump_customer, load_customer, load_segment
 
 
 class Mirror:
@@ -38,8 +38,12 @@ class Mirror:
                 self.ids.forget(cid)
                 self.customers.pop(cid, None)
 
-    def restore(self) -> dict[str, Customer]:
-        self.segments, held = HeldSegments.restore(0, self.held.items())
+    def restore(self, replace: bool = True) -> dict[str, Customer]:
+        """The customers as a restore reads them; with `replace`, writing goes on from the
+        restored segments (as a restarted worker's), else from the mirror's own."""
+        segments, held = HeldSegments.restore(0, self.held.items())
+        if replace:
+            self.segments = segments
         return {cid: load_customer(v, held, cid) for cid, v in self.customers.items()}
 
 
@@ -60,7 +64,7 @@ def test_customers_restored_from_the_segments_hold_exactly_what_was_held(batch, 
             for line in lines[i:i + batch]:
                 pl.feed_line(line)
             mirror.write_back(pl)
-            restored = mirror.restore()
+            restored = mirror.restore(replace=i // batch % 2 == 0)
             assert set(restored) == set(pl.ledger.customers)
             for cid, c in pl.ledger.customers.items():
                 back = restored[cid]
@@ -101,7 +105,7 @@ def test_events_of_one_batch_beyond_a_segments_size_go_to_several():
         pl.feed_line(cust(f"2026-11-03T10:00:00.{s:04d}", c=f"c{s % 7}"))
     mirror.write_back(pl)
     assert sorted(mirror.held) == ["0#0", "0#1"]
-    assert [len(pickle.loads(v)[0]) for _, v in sorted(mirror.held.items())] == [SEGMENT_ENTRIES, 5]
+    assert [len(load_segment(v)[0]) for _, v in sorted(mirror.held.items())] == [SEGMENT_ENTRIES, 5]
     assert sum(len(c.pending) for c in mirror.restore().values()) == n
 
 
@@ -175,3 +179,42 @@ def test_recent_ids_written_in_parts_come_back_whole_also_after_the_sweep_forgot
     # 32 messages, the oldest forgotten: at most 2 days (16) plus the day since the last sweep (8) remain
     assert len(pl.ledger.customers["c1"].recent_ids) <= 24
     assert max(parts_seen) > 1 and 1 in parts_seen    # appended, and made again
+
+
+def test_a_segment_pickled_by_an_older_version_is_read_as_it_was():
+    """Versions before MessagePack segments pickled (held pairs, applied pairs)."""
+    pl = Pipeline()
+    pl.track_changes()
+    for s in range(3):
+        pl.feed_line(cust(f"2026-11-03T10:00:0{s}", c="c1"))
+    fresh, _ = pl.drain_held()
+    old = pickle.dumps((fresh, [("c1", fresh[0][1][2])]), pickle.HIGHEST_PROTOCOL)   # the first applied
+    assert load_segment(old) == (fresh, [("c1", fresh[0][1][2])])
+    _, held = HeldSegments.restore(0, [("0#0", old)])
+    assert sorted(held["c1"].values()) == sorted(item for _, item in fresh[1:])
+    new = HeldSegments(0).add(fresh, [], fresh[0][1][0])[0][1]
+    assert load_segment(new) == (fresh, [])     # the events come back equal from their JSON lines
+
+
+def test_only_events_written_in_a_segment_have_their_application_recorded():
+    """In a backlog most events are held and applied between two write-backs: they are in
+    no segment, and their ids are not written either."""
+    pl, mirror = Pipeline(), Mirror()
+    pl.track_changes()
+    for m in range(0, 60, 2):     # one customer message every 2 minutes for an hour, written back once
+        pl.feed_line(cust(f"2026-11-03T10:{m:02d}:00", c=f"c{m % 3}"))
+    mirror.write_back(pl)
+    ((_, first),) = mirror.held.items()
+    held, done = load_segment(first)
+    # held: those not stamped before 10:58 less the allowed lateness (10 min), 10:48 … 10:58: 6
+    assert len(held) == 6 and min(item[0] for _, item in held) == held[0][1][0]
+    assert done == []                          # the 24 applied before were in no segment
+    for m in range(60, 70, 2):                  # 11:00 … 11:08: the stream time moves to 10:58
+        pl.feed_line(cust(f"2026-11-03T11:{m - 60:02d}:00", c=f"c{m % 3}"))
+    mirror.write_back(pl)
+    assert sorted(mirror.held) == ["0#0", "0#1"]        # 10:58 is still held in the first
+    later, done = load_segment(mirror.held["0#1"])
+    # applied and recorded: 10:48 … 10:56 (5, all in the first segment); 11:00 … 11:08 held
+    assert sorted(done) == sorted((cid, item[2]) for cid, item in held if item[0] < held[-1][1][0])
+    assert len(done) == 5 and len(later) == 5
+    assert {c for c in mirror.restore()} == set(pl.ledger.customers)
