@@ -53,6 +53,7 @@ def child(path: str, partitions: int, rules: bool) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
     os.environ["CSPULSE_PARTITIONS"] = str(partitions)
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
+    os.environ["CSPULSE_RULES_PROCESS"] = "false"   # the rules judged here: their cost is what is measured
     from streams import worker as w
 
     records = list(worker_records(Path(path).read_bytes().splitlines()))

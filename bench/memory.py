@@ -40,6 +40,7 @@ from worker import day_of, rss_mb, simulate    # noqa: E402  (bench/worker.py)
 def run(path: Path, every: int, rules: bool = False, trace: bool = False) -> None:
     os.environ.setdefault("CSPULSE_DATABASE_URL", "sqlite://")    # (the worker module names a store; unused)
     os.environ.setdefault("CSPULSE_PARTITIONS", "8")               # as bench/worker.py runs it
+    os.environ["CSPULSE_RULES_PROCESS"] = "false"    # the rules' memory is counted here, in this process
     from streams import worker as w
     from streams.alerting import now_us
     from cspulse.core import KpiBook

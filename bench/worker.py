@@ -14,7 +14,9 @@ On one broker (started on a free port, or CSPULSE_KAFKA) and the same topics:
    scrape of /metrics where the shop's `orders` for today includes it.  The
    worker's resident memory is sampled throughout.  (Only with one worker: with
    `--workers 2` the backlog is read by two processes sharing the partitions, and
-   their rate and CPU are summed.)
+   their rate and CPU are summed.)  A worker's CPU and resident memory include its
+   rules process (`CSPULSE_RULES_PROCESS`, on by default; `false` judges the rules in
+   the worker's own process, for comparison).
 
 With `--days` over 6 (a long file, e.g. 75 days: two month-ends), the backlog is
 also shown a tenth at a time: the workers' resident memory and their rate then.
@@ -55,10 +57,15 @@ def scrape(port: int) -> str:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident MB of the process and its descendants (a worker's rules process)."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith("VmRSS:")), 0.0)
+    return total
 
 
 async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
@@ -85,10 +92,33 @@ async def bare(bootstrap: str, topics: list[str], expected: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def family(pid: int) -> list[int]:
+    """The process and its descendants (a worker's rules process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def cpu_s(pid: int) -> float:
-    """CPU seconds the process has used (user + system, its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the process and its descendants have used (user + system, threads included)."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue        # (gone since)
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def throughput(ports: list[int], n: int, pids: list[int]) -> tuple[float, float, list[tuple]]:
@@ -282,6 +312,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1,
                     help="worker processes sharing the partitions (the live part needs one: it is skipped)")
     args = ap.parse_args()
+    rules_process = os.environ.get("CSPULSE_RULES_PROCESS", "true").lower() not in ("0", "false", "no", "off")
     workers = None
     with workdir("cspulse-bench-", args.keep) as tmp, kafka(tmp) as bootstrap:
         try:
@@ -318,9 +349,10 @@ def main() -> None:
             print(f"(a) bare aiokafka consumer, decode:    {bare_rate:10,.0f} events/s")
             print(f"(b) cspulse worker, every KPI:         {worker_rate:10,.0f} events/s"
                   f"   = {worker_rate / bare_rate:.1%} of (a)   (exactly_once, 8 partitions, "
-                  f"{args.workers} process{'es' if args.workers > 1 else ''})")
+                  f"{args.workers} worker{'s' if args.workers > 1 else ''}, rules "
+                  f"{'in a process of their own' if rules_process else 'in the worker'})")
             print(f"    worker CPU an event:               {cpu_us:10.1f} µs   = {1e6 / cpu_us:,.0f} events/s "
-                  "on a core of its own")
+                  "a core's second (its rules process included)")
             print(f"worker's stored KPIs == replay:        {'yes' if exact else 'NO'}")
             if latencies:
                 print(f"produce -> /metrics latency at {args.rate:,}/s: p50 {percentile(latencies, .5) * 1000:.0f} ms, "

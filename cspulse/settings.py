@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     rules_file: str = ""                   # alert rules (YAML); "" is the packaged rules/default.yaml
     webhooks: str = ""                     # where the worker posts alerts: "json=URL alertmanager=URL …"
     shop_id: str = "default"               # the shop label on alerts sent to webhooks and Alertmanager
+    rules_process: bool = True             # the worker judges its alert rules in a process of its own
     scorecard_file: str = ""               # month-end scorecard (YAML); "" is rules/scorecard.yaml
     month_end_file: str = ""               # month-end consequence rules; "" is rules/month_end.yaml
     # when the worker closes the previous month: day of the month and local time (SPEC §5: 2nd, 00:30)

@@ -47,7 +47,7 @@ from cspulse.core.params import US
 from cspulse.core.shopclock import ShopClock
 from cspulse.monthend.service import plan_states
 from store import repo
-from streams.alerting import WorkerAlerts, now_us
+from streams.alerting import AlertsProcess, WorkerAlerts, now_us
 from streams.app import SETTINGS, app
 from streams.commit_guard import whole_batch
 from streams.held_log import HeldSegments, RecentIds, dump_customer, load_customer
@@ -100,7 +100,8 @@ _last_heard: dict[tuple[int, str], float] = {}
 # 56 -> 32 (conversations), where it is 30 before the first events are applied.
 GATHER_US = 30 * US
 metrics = make_metrics(app)     # /metrics on the web port: Faust's sensor and ours, one registry
-alerting = WorkerAlerts(SETTINGS.rules, SETTINGS.params(), metrics, webhooks=SETTINGS.webhooks, shop=SETTINGS.shop_id)
+alerting = (AlertsProcess if SETTINGS.rules_process else WorkerAlerts)(
+    SETTINGS.rules, SETTINGS.params(), metrics, webhooks=SETTINGS.webhooks, shop=SETTINGS.shop_id)
 
 
 def partition_of(key: str) -> int:
@@ -1196,6 +1197,7 @@ async def _watch_the_loop() -> None:
 
 
 async def _send_alerts() -> None:
+    alerting.take_answers()
     await _send(ALERTS, alerting.outgoing)
 
 
@@ -1236,7 +1238,7 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
 def _store_on_shutdown(app, **kwargs) -> None:
     if pipelines:
         try:
-            _store(*_snapshot_views_now(), alerting.take_unstored())
+            _store(*_snapshot_views_now(), alerting.take_unstored(wait=True))
         except Exception:
             log.exception("writing KPIs to the store at shutdown failed")
     alerting.close()
@@ -1244,8 +1246,10 @@ def _store_on_shutdown(app, **kwargs) -> None:
 
 @app.on_before_shutdown.connect
 async def _stop_alerts_producer(app, **kwargs) -> None:
-    if _alerts_producer is not None:
+    alerting.take_answers(wait=True)
+    if _alerts_producer is not None or alerting.outgoing:
         await _send_alerts()      # (unpublished consequences wait in the store for the next start)
+    if _alerts_producer is not None:
         await _alerts_producer.stop()
     if _stall_reader is not None:
         await _stall_reader.stop()
