@@ -20,6 +20,7 @@ KPIs, every store interval), `/metrics`, and the webhooks of `CSPULSE_WEBHOOKS`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -249,6 +250,7 @@ class AlertsProcess(_Unstored):
         self._clock = ShopClock(params)
         self._conn = self._proc = None
         self._waiting = 0           # requests not answered yet
+        self.started = None         # called with the pipe's file descriptor once the process runs
 
     def _start(self) -> None:
         import multiprocessing
@@ -258,6 +260,8 @@ class AlertsProcess(_Unstored):
                                  daemon=True)
         self._proc.start()
         theirs.close()
+        if self.started is not None:
+            self.started(self._conn.fileno())
 
     def _ask(self, *request) -> None:
         if self._conn is None:
@@ -279,6 +283,17 @@ class AlertsProcess(_Unstored):
         for sender in self.senders:
             sender.put(_sent_again(alerts, now))
 
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def answers_came(self) -> None:
+        """Take in the answers that came, as their pipe turned readable: with none due, only
+        the end of the pipe can have come (the rules process is gone): EOFError."""
+        if not self._waiting and self._conn is not None and self._conn.poll():
+            self._conn.recv()
+            raise EOFError("the rules process sent what was not asked for")
+        self.take_answers()
+
     def take_answers(self, wait: bool = False) -> None:
         """Take in the answers that came (`wait`: all of them, waiting for those still due)."""
         while self._waiting and self._conn is not None and (wait or self._conn.poll()):
@@ -296,6 +311,9 @@ class AlertsProcess(_Unstored):
     def close(self) -> None:
         if self._conn is not None:
             self.take_answers(wait=True)
+            if self.started is not None:
+                with contextlib.suppress(Exception):        # (the loop may be closed already)
+                    asyncio.get_event_loop().remove_reader(self._conn.fileno())
             with contextlib.suppress(OSError):
                 self._conn.send(("stop",))
             self._proc.join(timeout=10)

@@ -102,6 +102,8 @@ GATHER_US = 30 * US
 metrics = make_metrics(app)     # /metrics on the web port: Faust's sensor and ours, one registry
 alerting = (AlertsProcess if SETTINGS.rules_process else WorkerAlerts)(
     SETTINGS.rules, SETTINGS.params(), metrics, webhooks=SETTINGS.webhooks, shop=SETTINGS.shop_id)
+if isinstance(alerting, AlertsProcess):     # its answers are taken in as they come (`_answers_came`)
+    alerting.started = lambda fd: asyncio.get_running_loop().add_reader(fd, _answers_came)
 
 
 def partition_of(key: str) -> int:
@@ -1201,6 +1203,25 @@ async def _send_alerts() -> None:
     await _send(ALERTS, alerting.outgoing)
 
 
+def _answers_came() -> None:
+    """The rules process answered (the loop watches its pipe): its alerts go out at once,
+    not with the next batch (a live load's batches come every 100 ms)."""
+    global _answers_sent
+    try:
+        alerting.answers_came()
+    except (EOFError, OSError) as exc:
+        asyncio.get_running_loop().remove_reader(alerting.fileno())
+        log.error("the rules process is gone (%r): stopping the worker, which restarts from its last "
+                  "commit", exc)
+        asyncio.ensure_future(app.crash(exc))
+        return
+    if alerting.outgoing and (_answers_sent is None or _answers_sent.done()):
+        _answers_sent = asyncio.ensure_future(_send_alerts())
+
+
+_answers_sent: asyncio.Future | None = None
+
+
 async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
     """cs.alerts or cs.consequences, at least once: what fails to go stays queued for
     the next try.
@@ -1208,9 +1229,18 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
     A plain idempotent producer of its own, not the app's: the app's producers are
     transactional per input partition, and an alert keyed to a partition another
     worker owns would fence that worker's producer."""
+    async with _sending[topic]:     # one send of a queue at a time: each takes what is queued when it starts
+        await _send_queued(topic, queue)
+
+
+_sending: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+async def _send_queued(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
     global _alerts_producer
     if not queue:
         return
+    taken = len(queue)      # (more may be queued while these are sent: they stay for the next send)
     try:
         if _alerts_producer is None:
             from aiokafka import AIOKafkaProducer
@@ -1221,7 +1251,7 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
         name = PREFIX + topic
         count = len(await _alerts_producer.partitions_for(name))
         shares: dict[int, list] = defaultdict(list)
-        for key, value in queue:      # every message has a key: its partition as aiokafka's partitioner gives it
+        for key, value in queue[:taken]:      # every message has a key: its partition as aiokafka's partitioner gives it
             shares[partition_for(key, count)].append((key, value))
         sent = [future for p, records in shares.items()
                 for future in await changelog.send_batches(_alerts_producer, name, p, records)]
@@ -1229,9 +1259,9 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
             await future
     except Exception:
         metrics.alert_delivery_errors.inc()
-        log.exception("sending %d messages to %s failed; retrying later", len(queue), PREFIX + topic)
+        log.exception("sending %d messages to %s failed; retrying later", taken, PREFIX + topic)
         return
-    queue.clear()
+    del queue[:taken]
 
 
 @app.on_before_shutdown.connect
