@@ -312,7 +312,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1,
                     help="worker processes sharing the partitions (the live part needs one: it is skipped)")
     args = ap.parse_args()
-    rules_process = os.environ.get("CSPULSE_RULES_PROCESS", "true").lower() not in ("0", "false", "no", "off")
+    from cspulse.settings import Settings
+    rules_process = Settings().rules_process      # (as the workers it starts read it)
     workers = None
     with workdir("cspulse-bench-", args.keep) as tmp, kafka(tmp) as bootstrap:
         try:

@@ -136,8 +136,8 @@ class HeldSegments:
         self.p = p
         self.next_seq = 0
         self.live: deque[tuple[int, int]] = deque()    # (newest event time in it, seq), oldest first
-        self._eids: dict[int, list[tuple[str, str]]] = {}   # seq -> (customer id, event id) of its events
         # (customer id, event id) of the events in a live segment not yet recorded as applied
+        # (each held event's application is recorded once: it leaves here then)
         self.written: set[tuple[str, str]] = set()
 
     def key(self, seq: int) -> str:
@@ -167,7 +167,6 @@ class HeldSegments:
             part, fresh, done, applied = fresh[:n], fresh[n:], applied[:n], applied[n:]
             seq, self.next_seq = self.next_seq, self.next_seq + 1
             self.live.append((max((item[0] for _, item in part), default=_NOTHING), seq))
-            self._eids[seq] = [(cid, item[2]) for cid, item in part]
             out.append((self.key(seq), dump_segment(part, done)))
         return out
 
@@ -176,9 +175,9 @@ class HeldSegments:
         the oldest event still held (None: nothing is held)."""
         live, out = self.live, []
         while live and (oldest_held is None or live[0][0] < oldest_held):
-            seq = live.popleft()[1]
-            self.written.difference_update(self._eids.pop(seq, ()))
-            out.append(self.key(seq))
+            out.append(self.key(live.popleft()[1]))
+        if not live:
+            self.written.clear()        # (no segment lives: none of its events can be unrecorded)
         return out
 
     @classmethod
@@ -194,9 +193,7 @@ class HeldSegments:
                 for cid, item in part:
                     held[cid][item[2]] = item
                 applied += done
-                seq = int(key[len(head):])
-                found.append((seq, max((item[0] for _, item in part), default=_NOTHING)))
-                segments._eids[seq] = [(cid, item[2]) for cid, item in part]
+                found.append((int(key[len(head):]), max((item[0] for _, item in part), default=_NOTHING)))
         for cid, eid in applied:
             mine = held.get(cid)
             if mine is not None:

@@ -3,6 +3,7 @@ what it sends, stores and counts must be what judging them in the worker's own p
 (`WorkerAlerts`) gives, answer for answer."""
 
 import msgspec
+import pytest
 
 from cspulse.core import Params, Pipeline
 from cspulse.simulate import Simulator
@@ -55,7 +56,6 @@ def test_alerts_judged_in_a_process_of_their_own_are_those_judged_in_the_worker(
 
 def test_a_rules_process_that_died_stops_the_worker_s_next_request():
     """The worker then stops (`read_inputs` crashes the app) and restarts from its last commit."""
-    import pytest
     rules = load_rules(DEFAULT_RULES)
     there = AlertsProcess(rules, Params(wait_checks_s=rules.wait_checks_s), _Tally())
     there.step({}, None, 0)
