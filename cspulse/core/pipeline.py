@@ -31,7 +31,7 @@ from .due import DueQueue
 from .events import EVENT_TYPES, Event, ImprovementPlanSubmitted, Message, Rejected, decode
 from .ledger import CustomerLedger
 from .params import US, Params
-from .shopclock import ShopClock
+from .shopclock import EPOCH as _EPOCH, ONE_US as _ONE_US, ShopClock
 
 # Agent-keyed events need no customer state and no ordering (the desk is order-independent).
 _AGENT_KEYED = frozenset(EVENT_TYPES[t] for t in ("qa_check", "report_submitted", "report_audited", "self_review",
@@ -145,11 +145,18 @@ class Pipeline:
         self.track_ids = False
         self.input_max: dict[str, int] = {}        # newest event time per input, when there are several
         self.expected_inputs: frozenset[str] = frozenset()
-        self._slowest, self._idle_seen = None, None     # `_accept`'s slowest input, for these idle inputs
+        self._forget_slowest()
         self.fresh_ids: dict[str, int] = {}        # event_id -> ts accepted since the owner last drained them
         self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
         self.post_close: list[dict] = []            # accepted events of those months, to record
         self._reset_look_ahead()
+
+    def _forget_slowest(self) -> None:
+        # `_accept`'s slowest input, and the inputs it is the slowest of: those expected and
+        # not idle, for this `idle` and these `expected_inputs` (both compared by identity)
+        self._slowest: int | None = None
+        self._idle_seen = self._expected_seen = None
+        self._active: list[str] = []
 
     def _reset_look_ahead(self) -> None:
         # view()'s memo while changes are tracked: customer -> (facts of its held events and
@@ -174,7 +181,7 @@ class Pipeline:
     def __getstate__(self):
         state = self.__dict__.copy()
         for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
-                          "_slowest", "_idle_seen",
+                          "_slowest", "_idle_seen", "_expected_seen", "_active",
                           "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
         return state
@@ -186,7 +193,7 @@ class Pipeline:
         self.clock = ShopClock(self.params)
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
-        self._slowest, self._idle_seen = None, None
+        self._forget_slowest()
         self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
 
@@ -215,7 +222,7 @@ class Pipeline:
 
     def _accept(self, event: Event, source: str | None = None, idle=()) -> None:
         # The hot path: every event passes here, so lookups are inlined.
-        ts = round(event.ts.timestamp() * US)   # shopclock.to_us
+        ts = (event.ts - _EPOCH) // _ONE_US     # shopclock.to_us
         eid = event.event_id
         kind = type(event)
         ledger = self.ledger
@@ -262,10 +269,12 @@ class Pipeline:
             # worker's feed).  An expected input not heard from yet holds everything back
             # (-1); with every input idle, the newest event leads (None).
             slowest = self._slowest
-            if idle is not self._idle_seen or (ts > top and (slowest is None or top <= slowest)):
-                slowest = self._slowest = min((tops.get(s, -1) for s in self.expected_inputs if s not in idle),
-                                              default=None)
-                self._idle_seen = idle
+            if idle is not self._idle_seen or self.expected_inputs is not self._expected_seen:
+                self._idle_seen, self._expected_seen = idle, self.expected_inputs
+                self._active = [s for s in self.expected_inputs if s not in idle]
+                slowest = self._slowest = min([tops.get(s, -1) for s in self._active], default=None)
+            elif ts > top and (slowest is None or top <= slowest):
+                slowest = self._slowest = min([tops.get(s, -1) for s in self._active], default=None)
             watermark = (max_ts if slowest is None or slowest > max_ts else slowest) - self.lateness
         if ts < watermark:
             stats.late += 1

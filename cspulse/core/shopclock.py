@@ -39,7 +39,7 @@ class ShopClock:
 
     def midnight(self, day: date) -> int:
         """The instant the local day `day` begins."""
-        return _us(datetime.combine(day, time(0), self.zone))
+        return to_us(datetime.combine(day, time(0), self.zone))
 
     def day_start(self, ts: int) -> int:
         """The instant the local day of `ts` began."""
@@ -80,24 +80,18 @@ class ShopClock:
 
     def _opening(self, day: date) -> int:
         h, rest = divmod(self.open_s, 3600)
-        return _us(datetime.combine(day, time(h, rest // 60), self.zone))
+        return to_us(datetime.combine(day, time(h, rest // 60), self.zone))
 
 
-def _us(dt: datetime) -> int:
-    return round(dt.timestamp() * US)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_US = timedelta(microseconds=1)
 
 
 def to_us(dt: datetime) -> int:
-    """An aware datetime as integer µs since the epoch.
-
-    Exact for µs-resolution inputs: a float holds any µs count up to year 2255
-    (2**53 µs), and the float error of `timestamp()` is far below half a µs.
-    """
-    return round(dt.timestamp() * US)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    """An aware datetime as integer µs since the epoch: exact, in integers (and half the
+    time of `round(dt.timestamp() * US)`, which every event paid)."""
+    return (dt - EPOCH) // ONE_US
 
 
 def from_us(ts: int, zone=timezone.utc) -> datetime:
-    return _EPOCH.astimezone(zone) + timedelta(microseconds=ts)
+    return EPOCH.astimezone(zone) + timedelta(microseconds=ts)
