@@ -114,6 +114,18 @@ def remember_ids(ids: list[tuple], *, session: Session) -> None:
         conn.exec_driver_sql(sql, ids[i:i + 50_000])
 
 
+def remember_id_chunks(chunks: Iterable[tuple[int, int, dict[str, int]]], *, session: Session) -> None:
+    """Record the worker's applied event ids as they come: (partition, epoch, event_id ->
+    ts_us) chunks, one executemany each on the (event_id, ts_us) pairs as the dict gives
+    them, the partition and epoch in the statement (integers): no row built per id."""
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    for partition, epoch, ids in chunks:
+        if ids:
+            conn.exec_driver_sql(f"INSERT INTO seen_event (event_id, ts_us, part, epoch) VALUES ({mark}, {mark}, "
+                                 f"{int(partition)}, {int(epoch)}) ON CONFLICT DO NOTHING", list(ids.items()))
+
+
 def forget_ids_after(partition: int, epoch: int, *, session: Session) -> int:
     """Forget a partition's ids stored with write-backs after `epoch`, the last its
     committed state includes: their events are read again.  Returns how many."""

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import itertools
 import json
 import logging
 import os
@@ -56,6 +55,7 @@ from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
 from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
+from streams.unstored_ids import UnstoredIds
 
 log = logging.getLogger(__name__)
 PREFIX = SETTINGS.topic_prefix
@@ -187,7 +187,7 @@ def _restore(p: int, read: dict[str, dict[str, bytes]]) -> Pipeline:
     else:
         _applied[p] = {}
         _epoch[p] = 0
-    _unstored_ids[p] = {}
+    _unstored_ids[p] = UnstoredIds()
     pl.track_ids = True
     pl.seen_before = functools.partial(_seen_before, p)
     pl.expected_inputs = ORDERED_INPUTS
@@ -302,9 +302,7 @@ def _write_back(p: int, pl: Pipeline) -> None:
     if buckets:
         _months_touched[p].update(period[:7] for _, period in buckets)
     _epoch[p] = epoch = _epoch[p] + 1
-    unstored = _unstored_ids[p]
-    for eid, ts in pl.drain_fresh_ids():
-        unstored[eid] = (ts, epoch)
+    _unstored_ids[p].add(epoch, pl.drain_fresh_ids())
     _put(clocks, p, f"@{p}", dumps((pl.max_ts, pl.stats, pl.ledger.next_sweep, pl.input_max, _applied[p],
                                     epoch, pl.ids_from), top))
 
@@ -319,7 +317,7 @@ def _write_back(p: int, pl: Pipeline) -> None:
 # stored loses them, and a duplicate of one of their events more than two days late would
 # then count twice.
 _epoch: dict[int, int] = {}                                # partition -> its state's last write-back
-_unstored_ids: dict[int, dict[str, tuple[int, int]]] = {}  # partition -> event_id -> (ts, epoch)
+_unstored_ids: dict[int, UnstoredIds] = {}              # partition -> its ids not yet stored
 # While the store cannot be written, at most this many ids wait (≈ 200 MB; at 2,000 events/s
 # eight minutes, at a 20-agent shop's rate weeks); beyond it the oldest go, counted in
 # `cspulse_event_ids_dropped_total`: a duplicate of their events more than two days late counts again.
@@ -330,12 +328,8 @@ def _bound_unstored_ids() -> None:
     total = sum(len(ids) for ids in _unstored_ids.values())
     if total <= IDS_UNSTORED_MAX:
         return
-    dropped = 0
-    for ids in _unstored_ids.values():      # each partition keeps its share, its newest
-        drop = len(ids) - len(ids) * IDS_UNSTORED_MAX // total
-        for eid in list(itertools.islice(ids, drop)):
-            del ids[eid]
-        dropped += drop
+    # each partition keeps its share, its newest
+    dropped = sum(ids.keep_newest(len(ids) * IDS_UNSTORED_MAX // total) for ids in _unstored_ids.values())
     metrics.ids_dropped.inc(dropped)
     log.warning("%d event ids waited for the store; the %d oldest were dropped unstored (a duplicate of "
                 "their events more than two days late would count again)", total, dropped)
@@ -362,9 +356,9 @@ def _seen_before(p: int, event_id: str) -> bool:
         return False
 
 
-def _remember_ids(rows: list[tuple[str, int, int, int]]) -> None:
+def _remember_ids(chunks: list[tuple[int, int, dict[str, int]]]) -> None:
     with Session(_engine()) as session:
-        repo.remember_ids(rows, session=session)
+        repo.remember_id_chunks(chunks, session=session)
         session.commit()
 
 
@@ -377,17 +371,20 @@ def _forget_uncommitted_ids(epochs: dict[int, int]) -> int:
 
 async def _store_ids() -> None:
     """Store the ids written back since the last commit (before it: see `_epoch`)."""
-    rows = [(eid, ts, p, epoch) for p, ids in _unstored_ids.items() for eid, (ts, epoch) in ids.items()]
-    if rows:
+    taken = {p: list(ids.chunks) for p, ids in _unstored_ids.items() if ids.chunks}
+    if taken:
         try:
-            await asyncio.to_thread(_remember_ids, rows)
+            await asyncio.to_thread(_remember_ids, [(p, epoch, chunk) for p, chunks in taken.items()
+                                                    for epoch, chunk in chunks])
         except Exception:
             metrics.store_errors.inc()
-            log.exception("storing %d event ids failed; kept, and tried again at the next commit", len(rows))
+            log.exception("storing the event ids of %d write-backs failed; kept, and tried again at the next "
+                          "commit", sum(map(len, taken.values())))
             _bound_unstored_ids()
         else:
-            for eid, _, p, _ in rows:
-                _unstored_ids[p].pop(eid, None)
+            for p, chunks in taken.items():
+                if p in _unstored_ids:      # (a restore since made it afresh: nothing of these is in it)
+                    _unstored_ids[p].stored(chunks)
     metrics.ids_unstored.set(sum(len(ids) for ids in _unstored_ids.values()))
 
 

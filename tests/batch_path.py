@@ -75,8 +75,10 @@ def main() -> None:
                 written[p][table_of[topic]][key] = value
             w._outgoing.clear()
             for ids in w._unstored_ids.values():
-                stored.update(ids)
-                ids.clear()
+                chunks = list(ids.chunks)
+                for _, chunk in chunks:
+                    stored.update(chunk)
+                ids.stored(chunks)
             if args.restore and not restored and i >= len(records) // 2:     # a restart
                 restored = True
                 for p in range(w.PARTITIONS):

@@ -603,9 +603,10 @@ class Pipeline:
         if now is not None:
             self.book.add_all(self.ledger.release(_ALL, now))
 
-    def drain_fresh_ids(self) -> list[tuple[str, int]]:
+    def drain_fresh_ids(self) -> dict[str, int]:
+        """The ids accepted since last asked (event_id -> ts), while `track_ids` is on."""
         out, self.fresh_ids = self.fresh_ids, {}
-        return list(out.items())
+        return out
 
     def run(self, lines: Iterable[bytes | str], until: int | None = None) -> "Pipeline":
         """Feed every line, then finish; convenient for tests and small files."""

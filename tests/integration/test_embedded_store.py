@@ -63,13 +63,15 @@ def test_ids_of_a_worker_write_back_never_committed_are_forgotten(store_url):
     engine = repo.connect(store_url)
     with Session(engine) as s:
         repo.remember_ids([("r1", 1)], session=s)                                   # replay's: no partition
-        repo.remember_ids([("a1", 1, 1, 1), ("a2", 2, 1, 2), ("a3", 3, 1, 3), ("b5", 5, 2, 5)], session=s)
+        # the worker's: (partition, epoch, event_id -> ts) a write-back; a1 stored again changes nothing
+        repo.remember_id_chunks([(1, 1, {"a1": 1}), (1, 2, {"a2": 2}), (1, 3, {"a3": 3, "a4": 4}), (2, 5, {"b5": 5}),
+                                 (1, 3, {"a1": 1}), (2, 6, {})], session=s)
         s.commit()
     with Session(engine) as s:
-        assert repo.forget_ids_after(1, 2, session=s) == 1     # partition 1 committed its write-back 2
+        assert repo.forget_ids_after(1, 2, session=s) == 2     # partition 1 committed its write-back 2: a3, a4 go
         s.commit()
     seen = repo.seen_lookup(engine)
-    assert [seen(i) for i in ("r1", "a1", "a2", "a3", "b5")] == [True, True, True, False, True]
+    assert [seen(i) for i in ("r1", "a1", "a2", "a3", "a4", "b5")] == [True, True, True, False, False, True]
     seen.close()
 
 
