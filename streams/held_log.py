@@ -21,8 +21,10 @@ as it was.
 from __future__ import annotations
 
 import heapq
+import itertools
 import pickle
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
+from operator import itemgetter
 
 import msgspec
 
@@ -103,14 +105,18 @@ class RecentIds:
     def __init__(self) -> None:
         self.kept: dict[str, tuple[list[bytes], int]] = {}    # customer -> (parts, ids in them)
 
-    def parts(self, cid: str, cust: Customer, new: list[tuple[str, int]] | None) -> list[bytes]:
-        """The parts of a customer's ids, given the (event id, time) pairs it took since."""
+    def parts(self, cid: str, cust: Customer, new: int | None) -> list[bytes]:
+        """The parts of a customer's ids, given how many it took since: the newest of its
+        ids (a dict keeps them in the order taken; the sweep makes a customer's ids
+        afresh, and they no longer add up)."""
         ids = cust.recent_ids
         parts, count = self.kept.get(cid, ((), -1))
         if not new and count == len(ids):
             return list(parts)
-        if new and count + len(new) == len(ids) and len(parts) < self.MERGE:
-            parts = [*parts, pickle.dumps(new, TOP)]
+        if new and count + new == len(ids) and len(parts) < self.MERGE:
+            newest = list(itertools.islice(reversed(ids.items()), new))
+            newest.reverse()
+            parts = [*parts, pickle.dumps(newest, TOP)]
         else:
             parts = [pickle.dumps(list(ids.items()), TOP)] if ids else []
         self.kept[cid] = (parts, len(ids))
@@ -120,13 +126,10 @@ class RecentIds:
         self.kept.pop(cid, None)
 
     @staticmethod
-    def taken(fresh: list[tuple[str, tuple]]) -> dict[str, list[tuple[str, int]]]:
-        """The (event id, time) pairs each customer took, from the events held in a batch
-        (every event a customer accepts is held)."""
-        out: dict[str, list] = defaultdict(list)
-        for cid, item in fresh:
-            out[cid].append((item[2], item[0]))
-        return out
+    def taken(fresh: list[tuple[str, tuple]]) -> Counter:
+        """How many event ids each customer took, from the events held in a batch (every
+        event a customer accepts is held)."""
+        return Counter(map(itemgetter(0), fresh))
 
 
 class HeldSegments:
