@@ -478,10 +478,10 @@ def _feed(p: int, batch: list) -> list[tuple[bytes | None, bytes]]:
     dead letters.  (What changed is written back after the batch or at the commit: `_unwritten`.)"""
     pl = pipelines[p]
     wall = time.monotonic()
-    applied = _applied[p]
-    for r in batch:
-        _last_heard[(p, r.topic)] = wall
-        applied[r.topic] = r.offset
+    last = {r.topic: r.offset for r in batch}      # each topic's last offset in the share
+    _applied[p].update(last)
+    for topic in last:
+        _last_heard[(p, topic)] = wall
     idle = _idle_inputs(p, wall)
     dead, before = [], tally(pl.stats)
     for r in batch:

@@ -20,6 +20,7 @@ class ShopClock:
         self.zone = params.zone
         self.open_s, self.close_s = params.service_window
         self._cache: dict[int, tuple[str, int, int]] = {}
+        self._ends: dict[str, int] = {}     # day -> `end_of_next_day`
 
     def _quarter(self, ts: int) -> tuple[str, int, int]:
         q = ts // _QUARTER
@@ -51,8 +52,13 @@ class ShopClock:
 
     def end_of_next_day(self, ts: int) -> int:
         """The instant the local day after the day of `ts` ends (the inquiry window)."""
-        day = date.fromisoformat(self.day(ts))
-        return self.midnight(day + timedelta(days=2))
+        day = self.day(ts)
+        end = self._ends.get(day)
+        if end is None:
+            if len(self._ends) > 10_000:
+                self._ends.clear()
+            end = self._ends[day] = self.midnight(date.fromisoformat(day) + timedelta(days=2))
+        return end
 
     def effective_start(self, ts: int) -> int:
         """`ts` if inside service hours, else the next opening of service hours."""
