@@ -40,6 +40,7 @@ from rules.alerts import Alert, Delivery
 from rules.delivery import WebhookSender
 from rules.engine import RuleEngine
 from rules.load import RuleSet
+from streams.topics import key_hash
 
 log = logging.getLogger(__name__)
 # An alert message on cs.alerts: UTF-8 JSON (msgspec: 0.7 µs an alert, json.dumps 6.5)
@@ -91,7 +92,7 @@ class WorkerAlerts(_Unstored):
         self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
         self.unstored: dict[str, Alert] = {}       # changed since the last store write
         self.retracted: set[str] = set()           # to delete from the store
-        self.outgoing: list[tuple[bytes, bytes]] = []   # (key, JSON) for cs.alerts
+        self.outgoing: list[tuple[bytes, bytes, int]] = []   # (key, JSON, `key_hash`) for cs.alerts
         # every rule shows on /metrics, at 0 when nothing fires
         self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
         self._severities = {r.name: r.severity for r in rules.rules}
@@ -139,7 +140,8 @@ class WorkerAlerts(_Unstored):
         for d in deliveries:
             if d.action == "firing":   # (a retracted one stays counted: it was sent)
                 self.metrics.alerts.labels(d.alert["rule"], d.alert["severity"]).inc()
-            self.outgoing.append((d.alert["key"].encode(), _to_json(dict(d.alert, action=d.action))))
+            key = d.alert["key"].encode()
+            self.outgoing.append((key, _to_json(dict(d.alert, action=d.action)), key_hash(key)))
         self._changed(*self.engine.alerts.changed_since(deliveries))
         for sender in self.senders:
             sender.put(deliveries)
@@ -248,7 +250,7 @@ class AlertsProcess(_Unstored):
         self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
         self.unstored: dict[str, Alert] = {}
         self.retracted: set[str] = set()
-        self.outgoing: list[tuple[bytes, bytes]] = []
+        self.outgoing: list[tuple[bytes, bytes, int]] = []
         metrics.firing.counts = {(r.name, r.severity): 0 for r in rules.rules}    # (until the first answer)
         self._clock = ShopClock(params)
         self._conn = self._proc = None

@@ -7,6 +7,8 @@ checks are keyed by agent.
 
 from __future__ import annotations
 
+from kafka.partitioner.default import murmur2
+
 from cspulse.core import TOPIC_OF, Event
 
 INPUT_TOPICS = ("cs.chat", "cs.orders", "cs.feedback", "cs.reviews")
@@ -23,3 +25,10 @@ def topic_and_key(event: Event) -> tuple[str, str]:
     if topic == "cs.reviews" or tag == "qa_check":
         return topic, event.agent_id
     return topic, event.customer_id
+
+
+def key_hash(key: bytes) -> int:
+    """What Kafka's default partitioner (Java's, kafka-python's, aiokafka's) hashes a key to:
+    the key's partition is `key_hash(key) % partitions`.  (murmur2 in pure Python: the
+    rules process hashes its alerts' keys, off the worker's own process.)"""
+    return murmur2(key) & 0x7FFFFFFF

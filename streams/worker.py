@@ -38,7 +38,6 @@ import time
 from datetime import datetime, timezone
 from collections import defaultdict
 
-from kafka.partitioner.default import murmur2
 from sqlmodel import Session
 
 from cspulse.core import KpiBook, Pipeline
@@ -54,7 +53,7 @@ from streams.inputs import InputReader, inputs_ahead, keep_faust_off
 from streams.metrics import make_metrics, tally
 from streams.stalls import StallWatch
 from streams import changelog, closing
-from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED
+from streams.topics import ALERTS, CO_PARTITIONED, CONSEQUENCES, INPUT_TOPICS, REJECTED, key_hash
 from streams.unstored_ids import UnstoredIds
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def partition_of(key: str) -> int:
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a key (murmur2, as kafka-python and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return key_hash(key) % partitions
 
 
 _TABLES = (customers, agents, books, clocks, held_events)
@@ -1219,9 +1218,10 @@ def _answers_came() -> None:
 _answers_sent: asyncio.Future | None = None
 
 
-async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
+async def _send(topic: str, queue: list[tuple]) -> None:
     """cs.alerts or cs.consequences, at least once: what fails to go stays queued for
-    the next try.
+    the next try.  A message is (key, value), or (key, value, `key_hash(key)`) where the
+    hash was made elsewhere (the alerts: in the rules process).
 
     A plain idempotent producer of its own, not the app's: the app's producers are
     transactional per input partition, and an alert keyed to a partition another
@@ -1233,7 +1233,7 @@ async def _send(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
 _sending: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-async def _send_queued(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
+async def _send_queued(topic: str, queue: list[tuple]) -> None:
     global _alerts_producer
     if not queue:
         return
@@ -1248,8 +1248,8 @@ async def _send_queued(topic: str, queue: list[tuple[bytes, bytes]]) -> None:
         name = PREFIX + topic
         count = len(await _alerts_producer.partitions_for(name))
         shares: dict[int, list] = defaultdict(list)
-        for key, value in queue[:taken]:      # every message has a key: its partition as aiokafka's partitioner gives it
-            shares[partition_for(key, count)].append((key, value))
+        for key, value, *hashed in queue[:taken]:   # every message has a key: its partition as aiokafka's gives it
+            shares[(hashed[0] if hashed else key_hash(key)) % count].append((key, value))
         sent = [future for p, records in shares.items()
                 for future in await changelog.send_batches(_alerts_producer, name, p, records)]
         for future in sent:

@@ -36,3 +36,30 @@ def test_alerts_queued_while_a_send_is_under_way_are_sent_next_not_dropped(monke
     # the first send took a and b; the second, waiting for the first, took c, queued meanwhile
     assert sorted(sent[:2]) == [(b"a", b"1"), (b"b", b"2")] and sent[2:] == [(b"c", b"3")]
     assert queue == []
+
+
+def test_each_message_goes_to_the_partition_kafkas_partitioner_gives_its_key_hashed_here_or_in_the_rules_process(
+        monkeypatch):
+    from aiokafka.partitioner import DefaultPartitioner
+    from streams.topics import key_hash
+
+    class Three(_Producer):
+        async def partitions_for(self, topic):
+            return {0, 1, 2}
+
+    keys = [f"slow_response|agent-{i:02d}|conv-{i * 7919}".encode() for i in range(30)]
+    # alerts come with their key's hash (made in the rules process); consequences without
+    queue = [(k, b"v", key_hash(k)) if i % 2 else (k, b"v") for i, k in enumerate(keys)]
+    went: dict[bytes, int] = {}
+
+    async def send_batches(producer, topic, p, records):
+        went.update((key, p) for key, _ in records)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return [done]
+
+    monkeypatch.setattr(worker, "_alerts_producer", Three())
+    monkeypatch.setattr(worker.changelog, "send_batches", send_batches)
+    asyncio.run(worker._send("cs.alerts", queue))
+    assert went == {k: DefaultPartitioner()(k, [0, 1, 2], [0, 1, 2]) for k in keys}
+    assert set(went.values()) == {0, 1, 2} and queue == []

@@ -9,6 +9,7 @@ from cspulse.core import Params, Pipeline
 from cspulse.simulate import Simulator
 from rules.load import DEFAULT_RULES, load_rules
 from streams.alerting import AlertsProcess, WorkerAlerts, _Tally
+from streams.topics import key_hash
 
 
 def _pipeline(params: Params) -> Pipeline:
@@ -41,7 +42,9 @@ def test_alerts_judged_in_a_process_of_their_own_are_those_judged_in_the_worker(
                         stored[name].pop(key, None)
         there.take_answers(wait=True)
         for name, side in (("here", here), ("there", there)):
-            sent[name] = [msgspec.json.decode(value) for _, value in side.outgoing]
+            sent[name] = [msgspec.json.decode(value) for _, value, _ in side.outgoing]
+            # each alert's key comes hashed as Kafka's partitioner hashes it (made in the rules process there)
+            assert all(hashed == key_hash(key) for key, _, hashed in side.outgoing)
             alerts, retracted = side.take_unstored(wait=True)
             stored[name].update((a.key, a.as_record()) for a in alerts)
         assert len(sent["here"]) > 100 and {a["rule"] for a in sent["here"]} >= {"slow_response", "customer_waiting"}
