@@ -165,7 +165,7 @@ def _checkpoint(pipeline: Pipeline, rejects: list, engine: Engine, runner: Alert
             changed, retracted = book.changed_since(book.drain())
             repo.write_alerts(changed, session=session)
             repo.delete_alerts(retracted, session=session)
-        repo.remember_ids(list(pipeline.drain_fresh_ids().items()), session=session)
+        repo.remember_ids(pipeline.drain_fresh_ids(), session=session)
         repo.add_adjustments(pipeline.post_close, session=session)
         pipeline.post_close.clear()
         repo.keep_rejected(rejects, session=session)

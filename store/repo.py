@@ -98,32 +98,24 @@ def save_state(pipeline, *, session: Session) -> None:
         session.execute(table.insert().values(id=1, **values))
 
 
-def remember_ids(ids: list[tuple], *, session: Session) -> None:
-    """Record applied event ids as (event_id, ts_us), or as the worker's (event_id, ts_us,
-    partition, epoch), `epoch` the write-back of the partition's state they came with
-    (`forget_ids_after`).  About a million a month: the driver's own executemany, twice as
-    fast as going through SQLAlchemy's statement layer."""
+def remember_ids(ids: dict[str, int], *, session: Session, partition: int | None = None,
+                 epoch: int | None = None) -> None:
+    """Record applied event ids (event_id -> ts_us); the worker's with their partition and
+    `epoch`, the write-back of the partition's state they came with (`forget_ids_after`),
+    given once for all in the statement (integers), so no row is built per id.  About a
+    million a month: the driver's own executemany on the dict's pairs, twice as fast as
+    going through SQLAlchemy's statement layer."""
     if not ids:
         return
     conn = session.connection()
-    columns = ("event_id", "ts_us", "part", "epoch")[:len(ids[0])]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO seen_event ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-           "ON CONFLICT DO NOTHING")
-    for i in range(0, len(ids), 50_000):
-        conn.exec_driver_sql(sql, ids[i:i + 50_000])
-
-
-def remember_id_chunks(chunks: Iterable[tuple[int, int, dict[str, int]]], *, session: Session) -> None:
-    """Record the worker's applied event ids as they come: (partition, epoch, event_id ->
-    ts_us) chunks, one executemany each on the (event_id, ts_us) pairs as the dict gives
-    them, the partition and epoch in the statement (integers): no row built per id."""
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    for partition, epoch, ids in chunks:
-        if ids:
-            conn.exec_driver_sql(f"INSERT INTO seen_event (event_id, ts_us, part, epoch) VALUES ({mark}, {mark}, "
-                                 f"{int(partition)}, {int(epoch)}) ON CONFLICT DO NOTHING", list(ids.items()))
+    columns, values = "event_id, ts_us", f"{mark}, {mark}"
+    if partition is not None:
+        columns, values = f"{columns}, part, epoch", f"{values}, {int(partition)}, {int(epoch)}"
+    sql = f"INSERT INTO seen_event ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    rows = list(ids.items())
+    for i in range(0, len(rows), 50_000):
+        conn.exec_driver_sql(sql, rows[i:i + 50_000])
 
 
 def forget_ids_after(partition: int, epoch: int, *, session: Session) -> int:

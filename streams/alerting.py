@@ -58,11 +58,19 @@ def parse_webhooks(spec: str) -> list[tuple[str, str]]:
     return out
 
 
-class _Unstored:
-    """The alerts the store has not been given yet: changed ones, and keys retracted."""
+class _Outbox:
+    """What the worker takes from its alerts: the messages for cs.alerts, the alerts the
+    store has not been given yet (changed ones, and keys retracted), and its webhooks."""
 
-    unstored: dict[str, Alert]
-    retracted: set[str]
+    def __init__(self, rules: RuleSet, metrics, webhooks: str, shop: str) -> None:
+        self.metrics = metrics
+        self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
+        self.unstored: dict[str, Alert] = {}       # changed since the last store write
+        self.retracted: set[str] = set()           # to delete from the store
+        self.outgoing: list[tuple[bytes, bytes, int]] = []   # (key, JSON, `key_hash`) for cs.alerts
+        # every rule shows on /metrics, at 0 when nothing fires
+        self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
+        metrics.firing.counts = dict(self._none_firing)
 
     def _changed(self, changed: list[Alert], retracted: list[str]) -> None:
         for alert in changed:
@@ -81,22 +89,19 @@ class _Unstored:
         self.unstored, self.retracted = {}, set()
         return out
 
+    def close(self) -> None:
+        for sender in self.senders:
+            sender.close()
 
-class WorkerAlerts(_Unstored):
+
+class WorkerAlerts(_Outbox):
     def __init__(self, rules: RuleSet, params, metrics, *, webhooks: str = "", shop: str = "default") -> None:
+        super().__init__(rules, metrics, webhooks, shop)
         self.engine = RuleEngine(rules, params)
         # a resolved alert stays in memory until its last match is the dedup horizon (event
         # time) behind the newest note, past which no event counts twice either (stored: not lost)
         self.engine.alerts.forget_resolved_after = round(self.engine.params.dedup_horizon_s * US)
-        self.metrics = metrics
-        self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
-        self.unstored: dict[str, Alert] = {}       # changed since the last store write
-        self.retracted: set[str] = set()           # to delete from the store
-        self.outgoing: list[tuple[bytes, bytes, int]] = []   # (key, JSON, `key_hash`) for cs.alerts
-        # every rule shows on /metrics, at 0 when nothing fires
-        self._none_firing = {(r.name, r.severity): 0 for r in rules.rules}
         self._severities = {r.name: r.severity for r in rules.rules}
-        metrics.firing.counts = dict(self._none_firing)
 
     def load(self, alerts, now: int) -> None:
         """Continue from the stored alerts, and hand the webhooks again what may have been
@@ -146,10 +151,6 @@ class WorkerAlerts(_Unstored):
         for sender in self.senders:
             sender.put(deliveries)
         self.metrics.firing.counts = {**self._none_firing, **self.engine.alerts.firing_counts(self._severities)}
-
-    def close(self) -> None:
-        for sender in self.senders:
-            sender.close()
 
 
 def _sent_again(alerts: list[Alert], now: int) -> list[Delivery]:
@@ -232,7 +233,7 @@ def _serve(conn, rules: RuleSet, params) -> None:
     sender.join()
 
 
-class AlertsProcess(_Unstored):
+class AlertsProcess(_Outbox):
     """WorkerAlerts run in a process of its own: the worker hands it each batch's notes
     and goes on reading; its answers (the alerts to send, store and show) are taken in
     as they come.  The rules step and the alerts' delivery took a fifth to a third of
@@ -246,12 +247,8 @@ class AlertsProcess(_Unstored):
     or answer raises: the worker stops, and its restart reads again from its last commit."""
 
     def __init__(self, rules: RuleSet, params, metrics, *, webhooks: str = "", shop: str = "default") -> None:
-        self.rules, self.params, self.metrics = rules, params, metrics
-        self.senders = [WebhookSender(url, kind, shop=shop) for kind, url in parse_webhooks(webhooks)]
-        self.unstored: dict[str, Alert] = {}
-        self.retracted: set[str] = set()
-        self.outgoing: list[tuple[bytes, bytes, int]] = []
-        metrics.firing.counts = {(r.name, r.severity): 0 for r in rules.rules}    # (until the first answer)
+        super().__init__(rules, metrics, webhooks, shop)    # (its /metrics at 0 until the first answer)
+        self.rules, self.params = rules, params
         self._clock = ShopClock(params)
         self._conn = self._proc = None
         self._waiting = 0           # requests not answered yet
@@ -325,8 +322,7 @@ class AlertsProcess(_Unstored):
             if self._proc.is_alive():
                 self._proc.kill()
             self._conn = None
-        for sender in self.senders:
-            sender.close()
+        super().close()
 
 
 def now_us() -> int:

@@ -18,16 +18,14 @@ import itertools
 class UnstoredIds:
     def __init__(self) -> None:
         self.chunks: list[tuple[int, dict[str, int]]] = []     # (epoch, event id -> time), oldest first
-        self._count = 0
 
     def add(self, epoch: int, ids: dict[str, int]) -> None:
         """The ids a write-back of this epoch hands over (the dict is kept, not copied)."""
         if ids:
             self.chunks.append((epoch, ids))
-            self._count += len(ids)
 
     def __len__(self) -> int:
-        return self._count
+        return sum(len(ids) for _, ids in self.chunks)
 
     def __contains__(self, event_id: str) -> bool:
         # (a lookup for an event older than the pipeline's memory only: rare; the chunks
@@ -37,21 +35,18 @@ class UnstoredIds:
     def stored(self, chunks: list[tuple[int, dict[str, int]]]) -> None:
         """These chunks (taken from `chunks` before) are in the store: they go; any added since stay."""
         gone = {id(chunk) for chunk in chunks}
-        kept = [chunk for chunk in self.chunks if id(chunk) not in gone]
-        self._count = sum(len(ids) for _, ids in kept)
-        self.chunks = kept
+        self.chunks = [chunk for chunk in self.chunks if id(chunk) not in gone]
 
     def keep_newest(self, n: int) -> int:
         """Drop the oldest ids beyond `n`; returns how many went."""
-        drop = self._count - n
-        if drop <= 0:
-            return 0
-        left = drop
-        while left and len(self.chunks[0][1]) <= left:
-            left -= len(self.chunks.pop(0)[1])
-        if left:
+        drop = left = len(self) - n
+        whole = 0               # the oldest chunks that go whole
+        while left > 0 and len(self.chunks[whole][1]) <= left:
+            left -= len(self.chunks[whole][1])
+            whole += 1
+        del self.chunks[:whole]
+        if left > 0:            # and the oldest of the next
             ids = self.chunks[0][1]
             for event_id in list(itertools.islice(ids, left)):
                 del ids[event_id]
-        self._count -= drop
-        return drop
+        return max(drop, 0)

@@ -106,13 +106,8 @@ if isinstance(alerting, AlertsProcess):     # its answers are taken in as they c
 
 
 def partition_of(key: str) -> int:
-    """The input partition of a key."""
-    return partition_for(key.encode(), PARTITIONS)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a key (murmur2, as kafka-python and aiokafka)."""
-    return key_hash(key) % partitions
+    """The input partition of a key (as Kafka's default partitioner gives it)."""
+    return key_hash(key.encode()) % PARTITIONS
 
 
 _TABLES = (customers, agents, books, clocks, held_events)
@@ -357,7 +352,8 @@ def _seen_before(p: int, event_id: str) -> bool:
 
 def _remember_ids(chunks: list[tuple[int, int, dict[str, int]]]) -> None:
     with Session(_engine()) as session:
-        repo.remember_id_chunks(chunks, session=session)
+        for p, epoch, ids in chunks:
+            repo.remember_ids(ids, session=session, partition=p, epoch=epoch)
         session.commit()
 
 
@@ -1048,7 +1044,7 @@ async def _month_end(caught_up: bool) -> None:
         await _send(ALERTS, alerting.outgoing)
     try:
         for period, revision, messages in await asyncio.to_thread(closing.unpublished, _engine()):
-            queue = list(messages)
+            queue = [(key, value, key_hash(key)) for key, value in messages]
             await _send(CONSEQUENCES, queue)
             if queue:                   # not sent: the next check tries again
                 return
@@ -1218,10 +1214,10 @@ def _answers_came() -> None:
 _answers_sent: asyncio.Future | None = None
 
 
-async def _send(topic: str, queue: list[tuple]) -> None:
+async def _send(topic: str, queue: list[tuple[bytes, bytes, int]]) -> None:
     """cs.alerts or cs.consequences, at least once: what fails to go stays queued for
-    the next try.  A message is (key, value), or (key, value, `key_hash(key)`) where the
-    hash was made elsewhere (the alerts: in the rules process).
+    the next try.  A message is (key, value, `key_hash(key)`): its partition is the hash's
+    remainder (the alerts' keys are hashed in the rules process, off the worker's).
 
     A plain idempotent producer of its own, not the app's: the app's producers are
     transactional per input partition, and an alert keyed to a partition another
@@ -1233,7 +1229,7 @@ async def _send(topic: str, queue: list[tuple]) -> None:
 _sending: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-async def _send_queued(topic: str, queue: list[tuple]) -> None:
+async def _send_queued(topic: str, queue: list[tuple[bytes, bytes, int]]) -> None:
     global _alerts_producer
     if not queue:
         return
@@ -1248,8 +1244,8 @@ async def _send_queued(topic: str, queue: list[tuple]) -> None:
         name = PREFIX + topic
         count = len(await _alerts_producer.partitions_for(name))
         shares: dict[int, list] = defaultdict(list)
-        for key, value, *hashed in queue[:taken]:   # every message has a key: its partition as aiokafka's gives it
-            shares[(hashed[0] if hashed else key_hash(key)) % count].append((key, value))
+        for key, value, hashed in queue[:taken]:    # every message has a key: its partition as aiokafka's gives it
+            shares[hashed % count].append((key, value))
         sent = [future for p, records in shares.items()
                 for future in await changelog.send_batches(_alerts_producer, name, p, records)]
         for future in sent:

@@ -19,16 +19,17 @@ class ShopClock:
     def __init__(self, params: Params) -> None:
         self.zone = params.zone
         self.open_s, self.close_s = params.service_window
-        self._cache: dict[int, tuple[str, int, int]] = {}
-        self._ends: dict[str, int] = {}     # day -> `end_of_next_day`
+        self._cache: dict[int, tuple[str, int, int, int]] = {}
 
-    def _quarter(self, ts: int) -> tuple[str, int, int]:
+    def _quarter(self, ts: int) -> tuple[str, int, int, int]:
+        """The local day of `ts`'s quarter hour, its start, its end and the next day's end."""
         q = ts // _QUARTER
         hit = self._cache.get(q)
         if hit is None:
             local = datetime.fromtimestamp(q * 900, self.zone)
-            midnight = self.midnight(local.date())
-            hit = (local.date().isoformat(), midnight, self.midnight(local.date() + timedelta(days=1)))
+            day = local.date()
+            hit = (day.isoformat(), self.midnight(day), self.midnight(day + timedelta(days=1)),
+                   self.midnight(day + timedelta(days=2)))
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[q] = hit
@@ -52,17 +53,11 @@ class ShopClock:
 
     def end_of_next_day(self, ts: int) -> int:
         """The instant the local day after the day of `ts` ends (the inquiry window)."""
-        day = self.day(ts)
-        end = self._ends.get(day)
-        if end is None:
-            if len(self._ends) > 10_000:
-                self._ends.clear()
-            end = self._ends[day] = self.midnight(date.fromisoformat(day) + timedelta(days=2))
-        return end
+        return self._quarter(ts)[3]
 
     def effective_start(self, ts: int) -> int:
         """`ts` if inside service hours, else the next opening of service hours."""
-        day, midnight, next_midnight = self._quarter(ts)
+        day, midnight, _, _ = self._quarter(ts)
         # Seconds since local midnight; a DST day is not 86400 s long, so count from the day's own start.
         since = (ts - midnight) // US
         if self.open_s <= since < self.close_s:
@@ -77,7 +72,7 @@ class ShopClock:
         left = round(seconds * US)
         at = self.effective_start(ts)
         while True:
-            day, midnight, _ = self._quarter(at)
+            day, midnight, _, _ = self._quarter(at)
             closing = midnight + self.close_s * US
             if at + left <= closing:
                 return at + left

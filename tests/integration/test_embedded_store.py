@@ -62,10 +62,11 @@ def test_a_file_read_twice_in_one_replay_counts_every_event_once(lines, tmp_path
 def test_ids_of_a_worker_write_back_never_committed_are_forgotten(store_url):
     engine = repo.connect(store_url)
     with Session(engine) as s:
-        repo.remember_ids([("r1", 1)], session=s)                                   # replay's: no partition
+        repo.remember_ids({"r1": 1}, session=s)                                     # replay's: no partition
         # the worker's: (partition, epoch, event_id -> ts) a write-back; a1 stored again changes nothing
-        repo.remember_id_chunks([(1, 1, {"a1": 1}), (1, 2, {"a2": 2}), (1, 3, {"a3": 3, "a4": 4}), (2, 5, {"b5": 5}),
-                                 (1, 3, {"a1": 1}), (2, 6, {})], session=s)
+        for p, epoch, ids in [(1, 1, {"a1": 1}), (1, 2, {"a2": 2}), (1, 3, {"a3": 3, "a4": 4}), (2, 5, {"b5": 5}),
+                              (1, 3, {"a1": 1}), (2, 6, {})]:
+            repo.remember_ids(ids, session=s, partition=p, epoch=epoch)
         s.commit()
     with Session(engine) as s:
         assert repo.forget_ids_after(1, 2, session=s) == 2     # partition 1 committed its write-back 2: a3, a4 go

@@ -4,6 +4,7 @@ send takes what is queued when it starts, and what is queued meanwhile stays for
 import asyncio
 
 from streams import worker
+from streams.topics import key_hash
 
 
 class _Producer:
@@ -14,12 +15,12 @@ class _Producer:
 
 
 def test_alerts_queued_while_a_send_is_under_way_are_sent_next_not_dropped(monkeypatch):
-    queue = [(b"a", b"1"), (b"b", b"2")]
+    queue = [(b"a", b"1", key_hash(b"a")), (b"b", b"2", key_hash(b"b"))]
     sent = []
 
     async def send_batches(producer, topic, p, records):
         if not sent:
-            queue.append((b"c", b"3"))      # the rules process answered meanwhile
+            queue.append((b"c", b"3", key_hash(b"c")))      # the rules process answered meanwhile
         sent.extend(records)
         await asyncio.sleep(0)
         done = asyncio.get_running_loop().create_future()
@@ -41,15 +42,13 @@ def test_alerts_queued_while_a_send_is_under_way_are_sent_next_not_dropped(monke
 def test_each_message_goes_to_the_partition_kafkas_partitioner_gives_its_key_hashed_here_or_in_the_rules_process(
         monkeypatch):
     from aiokafka.partitioner import DefaultPartitioner
-    from streams.topics import key_hash
 
     class Three(_Producer):
         async def partitions_for(self, topic):
             return {0, 1, 2}
 
     keys = [f"slow_response|agent-{i:02d}|conv-{i * 7919}".encode() for i in range(30)]
-    # alerts come with their key's hash (made in the rules process); consequences without
-    queue = [(k, b"v", key_hash(k)) if i % 2 else (k, b"v") for i, k in enumerate(keys)]
+    queue = [(k, b"v", key_hash(k)) for k in keys]     # (alerts hashed in the rules process, consequences here)
     went: dict[bytes, int] = {}
 
     async def send_batches(producer, topic, p, records):
