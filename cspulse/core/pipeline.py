@@ -29,7 +29,7 @@ from .book import KpiBook
 from .desk import AgentDesk
 from .due import DueQueue
 from .events import EVENT_TYPES, Event, ImprovementPlanSubmitted, Message, Rejected, decode
-from .ledger import CustomerLedger
+from .ledger import ORDER_FOLLOW_UPS, CustomerLedger
 from .params import US, Params
 from .shopclock import EPOCH as _EPOCH, ONE_US as _ONE_US, ShopClock
 
@@ -60,6 +60,9 @@ class Stats:
 
 _ALL = 1 << 62
 _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
+# Not recorded by their own time when their month is closed: a plan is due after the close
+# (no adjustment), and the ledger records an order's later events by the order's month.
+_NOT_BY_OWN_MONTH = frozenset((ImprovementPlanSubmitted, *ORDER_FOLLOW_UPS))
 
 
 class _Ahead:
@@ -147,8 +150,6 @@ class Pipeline:
         self.expected_inputs: frozenset[str] = frozenset()
         self._forget_slowest()
         self.fresh_ids: dict[str, int] = {}        # event_id -> ts accepted since the owner last drained them
-        self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
-        self.post_close: list[dict] = []            # accepted events of those months, to record
         self._reset_look_ahead()
 
     def _forget_slowest(self) -> None:
@@ -180,7 +181,7 @@ class Pipeline:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids",
                           "_slowest", "_idle_seen", "_expected_seen", "_active",
                           "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
@@ -194,8 +195,26 @@ class Pipeline:
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
         self._forget_slowest()
-        self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
+
+    @property
+    def closed_months(self) -> frozenset[str]:
+        """Set by the owner: the months already closed (SPEC §5)."""
+        return self.ledger.closed_months
+
+    @closed_months.setter
+    def closed_months(self, months: frozenset[str]) -> None:
+        self.ledger.closed_months = months
+
+    @property
+    def post_close(self) -> list[dict]:
+        """Events for a closed month accepted (or, an order's later events, applied) since the
+        owner last took them: post-close adjustments to record."""
+        return self.ledger.post_close
+
+    @post_close.setter
+    def post_close(self, rows: list[dict]) -> None:
+        self.ledger.post_close = rows
 
     def assume_ids_forgotten(self) -> None:
         """For a state saved without `ids_from`: the newest event less the horizon, which is
@@ -247,11 +266,11 @@ class Pipeline:
         ids[eid] = ts
         if self.track_ids:
             self.fresh_ids[eid] = ts
-        if self.closed_months and kind is not ImprovementPlanSubmitted and (
-                month := getattr(event, "period", None) or self.clock.day(ts)[:7]) in self.closed_months:
+        if ledger.closed_months and kind not in _NOT_BY_OWN_MONTH and (
+                month := getattr(event, "period", None) or self.clock.day(ts)[:7]) in ledger.closed_months:
             # SPEC §5: applied to the live KPIs, never to the close; the owner records it.  A
-            # review counts for its period; a plan is due after the close, so it is no adjustment.
-            self.post_close.append({"event_id": eid, "period": month, "type": _TAG[kind], "ts_us": ts,
+            # review counts for its period.
+            ledger.post_close.append({"event_id": eid, "period": month, "type": _TAG[kind], "ts_us": ts,
                                     "agent_id": getattr(event, "agent_id", None), "customer_id": cid})
         stats = self.stats
         stats.applied += 1  # accepted: it will be applied, in event-time order
@@ -329,6 +348,10 @@ class Pipeline:
         if ledger.changed is None:
             twin = ledger.shadow(self._concerned(now))
             twin.notes = notes
+            # The later events of a closed month's orders still held are recorded now (a replay's
+            # last minutes, whose KPIs this view stores); applied for real in a later run, they are
+            # recorded again, once in the store (by event id).  The worker records them as applied.
+            twin.post_close = ledger.post_close
             book.add_all(twin.release(_ALL, now))
         else:
             self._look_ahead(now)

@@ -112,6 +112,28 @@ def test_a_late_event_is_an_adjustment_and_reopen_makes_revision_2_with_the_diff
     assert len(ids) == len(set(ids)) == 6                                   # same identities, never twice
 
 
+def test_a_december_refund_of_a_november_order_is_a_november_adjustment(engine):
+    store_month(engine, "2026-11", month())
+    replay(engine, ev("order_created", "2026-11-20T10:00:00", order_id="o9", customer_id="c9", amount=80,
+                      agent_id="zed", event_id="o9-created"),
+           ev("order_paid", "2026-11-20T10:05:00", order_id="o9", customer_id="c9", amount=80, event_id="o9-paid"))
+    close(engine, "2026-11", allow_missing=True)
+    # 15 days after the payment (within the 21 after-sales days): it counts for November (SPEC §3.2)
+    replay(engine, ev("order_refunded", "2026-12-05T10:00:00", order_id="o9", customer_id="c9", amount=80,
+                      event_id="o9-refunded"))
+    with Session(engine) as s:
+        assert [(a.event_id, a.type, a.agent_id, a.customer_id) for a in repo.read_adjustments("2026-11", session=s)
+                ] == [("o9-refunded", "order_refunded", "zed", "c9")]
+        assert repo.read_adjustments("2026-12", session=s) == []     # by its own time it would be December's
+    data = report_data(engine, "2026-11", ZONE, at("2026-12-06T00:00:00"))
+    assert [e["event_id"] for e in data["adjustments"]["events"]] == ["o9-refunded"]
+    # and the report's "at the close -> now" shows what it changed: zed's one order, paid and valid
+    # at the close, is refunded in full now (0 -> 1 refunded; 1 -> 0 valid: 80 < 80 is false)
+    changes = data["adjustments"]["kpi_changes"]["zed"]
+    assert (changes["refunded_orders"], changes["valid_orders"]) == (
+        {"at_close": 0, "now": 1}, {"at_close": 1, "now": 0})
+
+
 def test_a_reopen_that_drops_a_consequence_withdraws_it(engine):
     store_month(engine, "2026-11", month())
     close(engine, "2026-11", allow_missing=True)
