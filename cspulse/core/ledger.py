@@ -104,9 +104,8 @@ class Order:
 
 
 _INDICATORS = ("paid_orders", "refunded_orders", "abnormal_orders", "valid_orders")
-# An order's later events: recorded as adjustments by their order's month (`_order_event`)
+# An order's later events: they count for the month the order was created in (SPEC §3.2)
 ORDER_FOLLOW_UPS = frozenset((OrderPaid, OrderRefunded, OrderCancelled, OrderFlagged))
-_ORDER_TAG = {cls: cls.__struct_config__.tag for cls in ORDER_FOLLOW_UPS}
 
 
 @dataclass(slots=True)
@@ -197,10 +196,6 @@ class CustomerLedger:
         # (cause, facts) per applied event (its id) or fired timer, when an owner traces
         # which events a count came from (`cspulse explain --events`)
         self.trace: list[tuple[str, list[Fact]]] | None = None
-        # Set by the owner: months already closed (SPEC §5), and where a later event of one
-        # of their orders is recorded as a post-close adjustment (`_order_event`)
-        self.closed_months: frozenset[str] = frozenset()
-        self.post_close: list[dict] | None = []
         p = params
         self.lookback = round(p.attribution_hours * 3600 * US)
         self.after_sales = round(p.after_sales_days * 86400 * US)
@@ -211,8 +206,6 @@ class CustomerLedger:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["clock"] = state["notes"] = state["trace"] = state["fresh"] = state["unheld"] = None
-        state.pop("closed_months", None)
-        state.pop("post_close", None)
         return state
 
     def __setstate__(self, state):
@@ -220,7 +213,6 @@ class CustomerLedger:
         self.__dict__.update(state)
         self.clock = ShopClock(self.params)
         self.trace = None
-        self.closed_months, self.post_close = frozenset(), []
 
     # -- events ---------------------------------------------------------------
 
@@ -437,13 +429,6 @@ class CustomerLedger:
                 out.append((order.agent, order.day, name, 1 if now else -1))
         if after[0] and not before[0]:
             self._paid(e.order_id, order, cust, out)
-        if self.closed_months and kind is not OrderCreated and order.created and \
-                (month := order.day[:7]) in self.closed_months and self.post_close is not None:
-            # SPEC §5: an event for a closed month, by its order's month (a December refund of a
-            # November order), applied to the live KPIs and recorded, never applied to the close.
-            # (`Pipeline._accept` records the others, by their own time, as they arrive.)
-            self.post_close.append({"event_id": e.event_id, "period": month, "type": _ORDER_TAG[kind], "ts_us": ts,
-                                    "agent_id": order.agent, "customer_id": cid})
 
     def _paid(self, order_id: str, order: Order, cust: Customer, out: list[Fact]) -> None:
         month = order.day[:7]
@@ -471,8 +456,7 @@ class CustomerLedger:
         twin = copy.copy(self)
         customers = self.customers
         twin.customers = {cid: _copy_customer(customers[cid]) for cid in cids if cid in customers}
-        twin.changed = twin.removed = twin.notes = twin.fresh = twin.unheld = twin.post_close = None
-        twin.closed_months = self.closed_months     # (a copy goes through __getstate__)
+        twin.changed = twin.removed = twin.notes = twin.fresh = twin.unheld = None
         twin.reindex()
         return twin
 
@@ -581,6 +565,19 @@ class CustomerLedger:
             # 184,700 -> 153,000.)
             self.removed.update(gone)
         return {*swept, *gone}
+
+    def order_credit(self, cust: Customer, order_id: str, ts: int) -> tuple[str, str | None] | None:
+        """(month, agent) an event of this order stamped `ts` counts for: from the order as
+        applied, or from its creation still held (without an `agent_id`, credited as the
+        customer's replies stand now); None if the creation has not arrived or the order
+        is forgotten by then."""
+        o = cust.orders.get(order_id)
+        if o is not None and o.created:
+            return None if self._expired(o, ts) else (o.day[:7], o.agent)
+        for created_ts, _, _, e in cust.pending:
+            if type(e) is OrderCreated and e.order_id == order_id:
+                return self.clock.day(created_ts)[:7], e.agent_id or cust.credit(created_ts, self.lookback)
+        return None
 
     def _expired(self, o: Order, ts: int) -> bool:
         """Whether the sweep of the day of `ts` forgets order `o`, whether it ran yet or not.

@@ -60,9 +60,6 @@ class Stats:
 
 _ALL = 1 << 62
 _TAG = {cls: tag for tag, cls in EVENT_TYPES.items()}
-# Not recorded by their own time when their month is closed: a plan is due after the close
-# (no adjustment), and the ledger records an order's later events by the order's month.
-_NOT_BY_OWN_MONTH = frozenset((ImprovementPlanSubmitted, *ORDER_FOLLOW_UPS))
 
 
 class _Ahead:
@@ -150,6 +147,8 @@ class Pipeline:
         self.expected_inputs: frozenset[str] = frozenset()
         self._forget_slowest()
         self.fresh_ids: dict[str, int] = {}        # event_id -> ts accepted since the owner last drained them
+        self.closed_months: frozenset[str] = frozenset()   # set by the owner: months already closed
+        self.post_close: list[dict] = []            # accepted events of those months, to record
         self._reset_look_ahead()
 
     def _forget_slowest(self) -> None:
@@ -181,7 +180,7 @@ class Pipeline:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for transient in ("clock", "seen_before", "fresh_ids", "track_ids",
+        for transient in ("clock", "seen_before", "fresh_ids", "track_ids", "closed_months", "post_close",
                           "_slowest", "_idle_seen", "_expected_seen", "_active",
                           "_ahead", "_ahead_book", "_dirty", "_ahead_now", "ahead_notes"):
             state.pop(transient)
@@ -195,26 +194,8 @@ class Pipeline:
         self.ledger.clock = self.desk.clock = self.clock
         self.seen_before, self.fresh_ids, self.track_ids = None, {}, False
         self._forget_slowest()
+        self.closed_months, self.post_close = frozenset(), []
         self._reset_look_ahead()
-
-    @property
-    def closed_months(self) -> frozenset[str]:
-        """Set by the owner: the months already closed (SPEC §5)."""
-        return self.ledger.closed_months
-
-    @closed_months.setter
-    def closed_months(self, months: frozenset[str]) -> None:
-        self.ledger.closed_months = months
-
-    @property
-    def post_close(self) -> list[dict]:
-        """Events for a closed month accepted (or, an order's later events, applied) since the
-        owner last took them: post-close adjustments to record."""
-        return self.ledger.post_close
-
-    @post_close.setter
-    def post_close(self, rows: list[dict]) -> None:
-        self.ledger.post_close = rows
 
     def assume_ids_forgotten(self) -> None:
         """For a state saved without `ids_from`: the newest event less the horizon, which is
@@ -266,12 +247,8 @@ class Pipeline:
         ids[eid] = ts
         if self.track_ids:
             self.fresh_ids[eid] = ts
-        if ledger.closed_months and kind not in _NOT_BY_OWN_MONTH and (
-                month := getattr(event, "period", None) or self.clock.day(ts)[:7]) in ledger.closed_months:
-            # SPEC §5: applied to the live KPIs, never to the close; the owner records it.  A
-            # review counts for its period.
-            ledger.post_close.append({"event_id": eid, "period": month, "type": _TAG[kind], "ts_us": ts,
-                                    "agent_id": getattr(event, "agent_id", None), "customer_id": cid})
+        if self.closed_months and kind is not ImprovementPlanSubmitted:
+            self._note_post_close(event, kind, ts, cust)
         stats = self.stats
         stats.applied += 1  # accepted: it will be applied, in event-time order
         if max_ts is None or ts > max_ts:
@@ -329,6 +306,25 @@ class Pipeline:
             if self.ids_from is None or oldest_id > self.ids_from:
                 self.ids_from = oldest_id
 
+    def _note_post_close(self, event: Event, kind: type, ts: int, cust) -> None:
+        """SPEC §5: an event for a closed month, accepted after its close, is applied to the live
+        KPIs, never to the close; the owner records it.  It is judged as it arrives, since
+        what arrived before the close is in it (its KPIs include what was still held).  A
+        review counts for its period; an order's later event for the order's month (a December
+        refund of a November order; not recorded if the order is not created yet, as far as
+        applied, or is forgotten by then: it changes no figure of the month); a plan is due
+        after the close, so it is no adjustment."""
+        if kind in ORDER_FOLLOW_UPS:
+            credit = self.ledger.order_credit(cust, event.order_id, ts)
+            if credit is None:
+                return
+            month, agent = credit
+        else:
+            month, agent = getattr(event, "period", None) or self.clock.day(ts)[:7], getattr(event, "agent_id", None)
+        if month in self.closed_months:
+            self.post_close.append({"event_id": event.event_id, "period": month, "type": _TAG[kind], "ts_us": ts,
+                                    "agent_id": agent, "customer_id": getattr(event, "customer_id", None)})
+
     def view(self, until: int | None = None, month: str | None = None, notes: list | None = None) -> KpiBook:
         """The book as `finish(until)` would leave it, without changing anything: held
         events are applied and due timers fired on copies of the customers concerned.
@@ -348,10 +344,6 @@ class Pipeline:
         if ledger.changed is None:
             twin = ledger.shadow(self._concerned(now))
             twin.notes = notes
-            # The later events of a closed month's orders still held are recorded now (a replay's
-            # last minutes, whose KPIs this view stores); applied for real in a later run, they are
-            # recorded again, once in the store (by event id).  The worker records them as applied.
-            twin.post_close = ledger.post_close
             book.add_all(twin.release(_ALL, now))
         else:
             self._look_ahead(now)
