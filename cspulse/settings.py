@@ -66,4 +66,7 @@ class Settings(BaseSettings):
             timezone=self.timezone, service_hours=self.service_hours, attribution_hours=self.attribution_hours,
             after_sales_days=self.after_sales_days, slow_response_s=self.slow_response_s,
             unanswered_after_s=self.unanswered_after_s, allowed_lateness_s=self.allowed_lateness_s,
+            # an order's later events count for its month until the month is closed (SPEC §3.2):
+            # it stays in memory past the close day (a close on the 5th forgot them on the 3rd)
+            order_grace_days=max(2, self.close_day),
         )

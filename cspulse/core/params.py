@@ -21,9 +21,10 @@ class Params:
     # How long event ids are remembered in memory; older duplicates are found
     # through the `seen_before` port (the store), so memory does not grow with events.
     dedup_horizon_s: float = 2 * 86400
-    # An order stays in memory until this long after its month ends (the month is
-    # closed at 00:30 on the 2nd), so late payments and refunds still count for
-    # the month it was created in; a paid one also for the after-sales window.
+    # An order stays in memory until this long after its month ends, so late payments
+    # and refunds still count for the month it was created in until that month is
+    # closed (at 00:30 on the 2nd by default; `Settings.params` makes it the close day,
+    # at least 2); a paid one also for the after-sales window.
     order_grace_days: float = 2
     # Service-hours seconds after which an open wait is reported (`Note` "wait"), as the
     # rule files ask (customer_waiting: 180); no checks, no timers.

@@ -73,3 +73,20 @@ def test_an_order_event_arriving_after_both_months_closed_is_recorded_once_for_t
     p.finish(at("2026-11-21T00:00:00"))
     assert rows(p) == [("o1-refunded", "2026-10", "order_refunded", "a1", "c1"),
                        ("m1", "2026-11", "message", None, "c9")]
+
+
+def test_an_order_stays_until_its_month_is_closed_on_a_later_close_day():
+    from cspulse.settings import Settings
+    assert Settings(close_day=2).params().order_grace_days == 2      # the default: closed 00:30 on the 2nd
+    assert Settings(close_day=1).params().order_grace_days == 2      # (never less)
+    assert Settings(close_day=5).params().order_grace_days == 5
+    lines = [order("created", "2026-10-30T10:00:00", "o1", "c1", amount=40, agent_id="a1"),
+             order("paid", "2026-11-04T10:00:00", "o1", "c1", amount=40)]
+    # closed on the 2nd: October's o1 is forgotten at 11-03 00:00, so its payment on 11-04 counts
+    # for nobody; closed on the 5th: kept until 11-06 00:00, so it counts for October
+    paid = {}
+    for close_day in (2, 5):
+        p = Pipeline(Settings(close_day=close_day).params())
+        p.run(lines)
+        paid[close_day] = kpis(p, "a1", "2026-10")["paid_orders"]
+    assert paid == {2: 0, 5: 1}
