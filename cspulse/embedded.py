@@ -67,11 +67,22 @@ def load_pipeline(params: Params, *, session: Session) -> Pipeline:
     if pipeline is None:
         return Pipeline(params)
     if pipeline.params != params:
-        diff = ", ".join(f"{k} {getattr(pipeline.params, k)!r} -> {getattr(params, k)!r}"
+        diff = ", ".join(f"{_SETTING.get(k, 'CSPULSE_' + k.upper())} {_shown(getattr(pipeline.params, k))} -> "
+                         f"{_shown(getattr(params, k))}"
                          for k in params.__dataclass_fields__ if getattr(pipeline.params, k) != getattr(params, k))
         raise InputError(f"this database was built with other KPI settings ({diff}); "
                          "use a fresh --db or the same settings")
     return pipeline
+
+
+# The setting behind each core parameter that is not simply CSPULSE_<NAME>
+_SETTING = {"order_grace_days": "CSPULSE_CLOSE_DAY (days a month's orders are kept)",
+            "wait_checks_s": "the alert rules' `after` of customer_waiting",
+            "dedup_horizon_s": "the de-duplication horizon"}
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def replay(sources: list[Source], *, engine: Engine, params: Params, until: int | None = None,

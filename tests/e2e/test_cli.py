@@ -117,6 +117,22 @@ def test_bad_setting_in_the_environment_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_database_refuses_other_kpi_settings_naming_them(tmp_path):
+    import os
+    db = f"sqlite:///{tmp_path / 'settings.db'}"
+    line = json.dumps({"type": "message", "event_id": "m1", "ts": "2026-11-03T10:00:00+08:00",
+                       "conversation_id": "v1", "customer_id": "c1", "sender": "customer"})
+    cli("replay", "-", "--db", db, stdin=line + "\n")
+    for env, named in ((("CSPULSE_SLOW_RESPONSE_S", "50"),), "CSPULSE_SLOW_RESPONSE_S 100 -> 50"), \
+                      ((("CSPULSE_CLOSE_DAY", "5"),), "CSPULSE_CLOSE_DAY (days a month's orders are kept) 2 -> 5"):
+        result = subprocess.run([CSPULSE, "replay", "-", "--db", db], input=line + "\n", capture_output=True,
+                                text=True, env={**os.environ, **dict(env)}, timeout=300)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"cspulse replay: this database was built with other KPI settings ({named}); "
+            "use a fresh --db or the same settings"]
+
+
 def alerts_json(db, *extra):
     return json.loads(cli("alerts", "--json", "--db", db, *extra).stdout)
 

@@ -105,7 +105,7 @@ def test_rejected_inputs_are_kept_once_with_their_reason(lines, store_url):
 def test_other_kpi_settings_on_an_existing_database_are_refused(lines, store_url):
     engine = repo.connect(store_url)
     embedded.replay([source(lines[:100])], engine=engine, params=Params())
-    with pytest.raises(embedded.InputError, match="slow_response_s 100 -> 60"):
+    with pytest.raises(embedded.InputError, match="CSPULSE_SLOW_RESPONSE_S 100 -> 60"):
         embedded.replay([source(lines[100:])], engine=engine, params=Params(slow_response_s=60))
 
 
