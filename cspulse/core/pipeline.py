@@ -311,9 +311,9 @@ class Pipeline:
         KPIs, never to the close; the owner records it.  It is judged as it arrives, since
         what arrived before the close is in it (its KPIs include what was still held).  A
         review counts for its period; an order's later event for the order's month (a December
-        refund of a November order; not recorded if the order is not created yet, as far as
-        applied, or is forgotten by then: it changes no figure of the month); a plan is due
-        after the close, so it is no adjustment."""
+        refund of a November order; not recorded if the order's creation has not arrived or the
+        order is forgotten by then: it changes no figure of the month); a plan is due after the
+        close, so it is no adjustment."""
         if kind in ORDER_FOLLOW_UPS:
             credit = self.ledger.order_credit(cust, event.order_id, ts)
             if credit is None:
