@@ -13,8 +13,8 @@ table): the events it held, and the ids of held events it applied.  What a
 customer holds is then the events of the live segments less those applied.
 Segments are deleted oldest first, once every event in them has been applied
 (all are stamped before the oldest event still held): a segment's "applied"
-records only name events of older segments, so none is needed once those are
-gone.  A customer written by an older version (its held events inside) is read
+records only name events of that segment or older ones, so none is needed once
+those are gone.  A customer written by an older version (its held events inside) is read
 as it was.
 """
 
@@ -165,9 +165,20 @@ class HeldSegments:
             written.difference_update(applied)
         else:
             applied = []        # they name events of no segment
-        out, n = [], SEGMENT_ENTRIES
-        while fresh or applied:
-            part, fresh, done, applied = fresh[:n], fresh[n:], applied[:n], applied[n:]
+        # Several segments when there are more than SEGMENT_ENTRIES: the applied ids go in the
+        # last one with held events and after it, never before, so a segment's applied ids name
+        # events of that segment or older ones only, and it expires after them.  (Cut alongside
+        # the held events, the first segment got ids of events held in the second; it expired
+        # first, and a restore found those events held again: "customer …: holds 0 events, the
+        # held segments have 1", a worker that could not start, found by the two-worker test.)
+        n = SEGMENT_ENTRIES
+        parts = [fresh[i:i + n] for i in range(0, len(fresh), n)] or [[]]
+        dones = [applied[i:i + n] for i in range(0, len(applied), n)] or [[]]
+        rows = [(part, []) for part in parts[:-1]] + [(parts[-1], dones[0])] + [([], done) for done in dones[1:]]
+        out = []
+        for part, done in rows:
+            if not (part or done):
+                continue
             seq, self.next_seq = self.next_seq, self.next_seq + 1
             self.live.append((max((item[0] for _, item in part), default=_NOTHING), seq))
             out.append((self.key(seq), dump_segment(part, done)))

@@ -6,9 +6,10 @@ import pickle
 
 import pytest
 
-from cspulse.core import Pipeline
+from cspulse.core import Pipeline, decode
 from cspulse.core.ledger import Customer
 from eventkit import chatty_stream, cust
+from streams import held_log
 from streams.held_log import SEGMENT_ENTRIES, HeldSegments, RecentIds, dump_customer, load_customer, load_segment
 
 
@@ -221,3 +222,24 @@ def test_only_events_written_in_a_segment_have_their_application_recorded():
     assert sorted(done) == sorted((cid, item[2]) for cid, item in held if item[0] < held[-1][1][0])
     assert len(done) == 5 and len(later) == 5
     assert {c for c in mirror.restore()} == set(pl.ledger.customers)
+
+
+def test_a_segment_expires_only_after_the_events_whose_application_it_records(monkeypatch):
+    """A batch beyond a segment's size is cut in several: the ids it applied go in the last
+    segment with held events, not alongside the first.  Here two a segment: c2's e3 (50) is
+    held and applied in one batch (gathered ahead of c1's older events), c3's e4 (40) stays
+    held.  Cut alongside, e3's application went into the segment of e1, e2, which expires
+    first (newest 11 < 40) while e3's own segment lives on: a restore then found e3 held again,
+    and c2 holding none of it (found by the two-worker test: the worker could not start)."""
+    monkeypatch.setattr(held_log, "SEGMENT_ENTRIES", 2)
+    event = decode(cust("2026-11-03T10:00:00"))
+    item = lambda ts, eid: (ts, 0, eid, event)      # noqa: E731
+    segments, table = HeldSegments(0), {}
+    fresh = [("c1", item(10, "e1")), ("c1", item(11, "e2")), ("c2", item(50, "e3")), ("c3", item(40, "e4"))]
+    table.update(segments.add(fresh, [("c2", "e3")], oldest_held=10))
+    table.update(segments.add([], [("c1", "e1"), ("c1", "e2")], oldest_held=40))      # e1, e2 applied
+    for key in segments.expired(40):
+        del table[key]
+    assert sorted(table) == ["0#1", "0#2"]              # e1, e2's segment went; e3, e4's lives
+    _, held = HeldSegments.restore(0, table.items())
+    assert {cid: set(mine) for cid, mine in held.items() if mine} == {"c3": {"e4"}}
