@@ -40,13 +40,15 @@ class UnstoredIds:
     def keep_newest(self, n: int) -> int:
         """Drop the oldest ids beyond `n`; returns how many went."""
         drop = left = len(self) - n
+        if drop <= 0:
+            return 0
         whole = 0               # the oldest chunks that go whole
-        while left > 0 and len(self.chunks[whole][1]) <= left:
+        while left and len(self.chunks[whole][1]) <= left:
             left -= len(self.chunks[whole][1])
             whole += 1
         del self.chunks[:whole]
-        if left > 0:            # and the oldest of the next
+        if left:                # and the oldest of the next
             ids = self.chunks[0][1]
             for event_id in list(itertools.islice(ids, left)):
                 del ids[event_id]
-        return max(drop, 0)
+        return drop

@@ -299,7 +299,7 @@ class CustomerLedger:
         if kind is Message:
             self._message(cid, event, ts, cust, out)
         elif kind is Complaint:
-            who = event.agent_id or cust.credit(ts, self.lookback)
+            who = self._credited(cust, event, ts)
             out.append((who, self.clock.day(ts), "complaints", 1))
             if self.notes is not None:
                 self.notes.append({"kind": "complaint", "ts": ts, "agent_id": who, "customer_id": cid,
@@ -311,6 +311,11 @@ class CustomerLedger:
             out.append((event.agent_id, day, "rating_sum", event.score))
         else:
             self._order_event(cid, event, ts, cust, out)
+
+    def _credited(self, cust: Customer, event: Event, ts: int) -> str | None:
+        """Who an order or a complaint is credited to (SPEC §3.2): its `agent_id` when given, else
+        the agent of the customer's most recent human reply within the look-back."""
+        return event.agent_id or cust.credit(ts, self.lookback)
 
     def _message(self, cid: str, m: Message, ts: int, cust: Customer, out: list[Fact]) -> None:
         conv = cust.conversations.get(m.conversation_id)
@@ -395,7 +400,7 @@ class CustomerLedger:
             if order.created:
                 return  # a second creation of one order (another event_id) changes nothing
             order.created, order.created_ts, order.day, order.amount = True, ts, self.clock.day(ts), fen(e.amount)
-            order.agent = e.agent_id or cust.credit(ts, self.lookback)
+            order.agent = self._credited(cust, e, ts)
             out.append((order.agent, order.day, "orders", 1))
             out.append((order.agent, order.day, "order_amount_fen", order.amount))
             if order.agent is not None:
@@ -576,7 +581,7 @@ class CustomerLedger:
             return None if self._expired(o, ts) else (o.day[:7], o.agent)
         for created_ts, _, _, e in cust.pending:
             if type(e) is OrderCreated and e.order_id == order_id:
-                return self.clock.day(created_ts)[:7], e.agent_id or cust.credit(created_ts, self.lookback)
+                return self.clock.day(created_ts)[:7], self._credited(cust, e, created_ts)
         return None
 
     def _expired(self, o: Order, ts: int) -> bool:
